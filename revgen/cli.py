@@ -1,0 +1,87 @@
+"""The ``revgen`` command line: parse flags, load config, call one library function."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from revgen import __version__
+from revgen import config as cfgmod
+
+recipe_opt = click.option("--recipe", type=click.Path(dir_okay=False), help="Recipe YAML file.")
+set_opt = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                       help="Override any config key, e.g. --set lora.r=8 --set trainer.max_steps=10.")  # fmt: skip
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose >= 0 else logging.WARNING
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="revgen")
+@click.option("-v", "--verbose", count=True, help="More log output (stderr).")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Reverse-instruction synthesis: train a backward model, synthesize instruction data."""
+    setup_logging(-1 if quiet else verbose)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def env(as_json: bool) -> None:
+    """Versions, device, CUDA, bf16 / 4-bit / flash-attn availability."""
+    from revgen.runinfo import environment
+
+    info = environment()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            click.echo(f"{k:>16}: {v}")
+
+
+@cli.command()
+@recipe_opt
+@click.option("--model", help="Base model: 'smollm2-135m' (default), a local HF folder or a Hub id.")
+@click.option("--data", help="'dolly-sample' (bundled), a .jsonl/.json/.parquet file or a Hub id.")
+@click.option("-o", "--output-dir", help="Where the adapter and run.json go.")
+@click.option("--context", type=click.Choice(["ignore", "append", "drop"]), help="Dolly context handling.")
+@click.option("--category", "categories", multiple=True, help="Keep only this Dolly category (repeatable).")
+@click.option("--max-length", type=int, help="Max tokens of prompt + instruction + EOS.")
+@click.option("--max-rows", type=int, help="Use only the first N pairs.")
+@click.option("--max-steps", type=int, help="Stop after N optimizer steps (trainer.max_steps).")
+@click.option("--eval-holdout", type=float, help="Hold out N rows (or a fraction < 1) for eval loss.")
+@click.option("--load-in-4bit", type=click.Choice(["auto", "true", "false"]), help="QLoRA 4-bit base.")
+@click.option("--packing/--no-packing", default=None)
+@click.option("--merge/--no-merge", default=None, help="Also write a merged bf16 model (OUTPUT_DIR/merged).")
+@click.option("--seed", type=int)
+@click.option("--threads", type=int, help="torch CPU threads.")
+@set_opt
+def train(recipe, sets, categories, max_steps, load_in_4bit, **flags) -> None:
+    """Fine-tune the backward model (response -> instruction) with trl + LoRA/QLoRA."""
+    from revgen.train import TrainConfig
+    from revgen.train import train as run
+
+    overrides = cfgmod.merge(flags, cfgmod.parse_overrides(sets))
+    if categories:
+        overrides["categories"] = list(categories)
+    if load_in_4bit:
+        overrides["load_in_4bit"] = {"true": True, "false": False}.get(load_in_4bit, "auto")
+    if max_steps is not None:
+        overrides["trainer"] = {**overrides.get("trainer", {}), "max_steps": max_steps}
+    cfg = cfgmod.load(TrainConfig, "train", recipe, overrides)
+    info = run(cfg)
+    click.echo(json.dumps({k: info[k] for k in ("train_loss", "steps", "tokens_per_s", "wall_time_s")}))
+    click.echo(f"adapter: {cfg.output_dir}", err=True)
+
+
+def main() -> None:
+    cli(prog_name="revgen")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""``revgen train``: fine-tune the backward model p(instruction | response) with trl + peft LoRA.
+
+On CUDA with bitsandbytes the base is loaded in 4-bit nf4 with double quantisation and bf16
+compute (QLoRA); elsewhere plain LoRA, said in the log. Trainer fields in the recipe's
+``trainer:`` mapping pass straight through to trl's ``SFTConfig``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from revgen import config as cfgmod
+from revgen import runinfo
+from revgen.dolly import BUNDLED, data_hash, load_pairs
+from revgen.errors import UserError
+from revgen.models import DEFAULT_MODEL, load_tokenizer, resolve_model
+from revgen.pairs import build_pairs
+from revgen.prompts import get_template
+
+log = logging.getLogger(__name__)
+
+# Fields revgen sets itself; putting them under `trainer:` would be ambiguous.
+OWNED = {"output_dir", "max_length", "packing", "gradient_checkpointing", "seed"}
+HELDOUT_FILE = "heldout.jsonl"
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list | str = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass
+class TrainConfig:
+    model: str = DEFAULT_MODEL  # the embedded default, a local HF folder, or a Hub id
+    data: str = BUNDLED  # bundled Dolly sample, a .jsonl/.json/.parquet file, or a Hub id
+    output_dir: str = "runs/backward"
+    template: str = "seed"  # built-in name or a template file
+    context: str = "ignore"  # Dolly's context: ignore (seed) | append | drop
+    categories: list | None = None  # keep only these Dolly categories
+    max_length: int = 1024  # tokens of prompt + instruction + EOS
+    overlong: str = "truncate"  # truncate the input text | drop the row
+    max_rows: int | None = None  # use only the first N rows (after filtering)
+    eval_holdout: float = 0  # rows (>= 1) or fraction (< 1) held out, seeded, for eval loss
+    load_in_4bit: str | bool = "auto"  # auto: 4-bit on CUDA only; true: require it; false
+    attn_implementation: str = "auto"  # auto: flash_attention_2 if usable, else sdpa
+    dtype: str = "auto"  # auto: bf16 on GPUs that support it, fp32 on CPU
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    packing: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    merge: bool = False  # also write a merged bf16 model to OUTPUT_DIR/merged
+    threads: int | None = None  # torch CPU threads; None: $REVGEN_THREADS or torch's default
+    trainer: dict = field(default_factory=dict)  # passed through to trl.SFTConfig
+
+    def __post_init__(self):
+        if self.load_in_4bit not in ("auto", True, False):
+            raise UserError(f"load_in_4bit must be auto, true or false, got {self.load_in_4bit!r}")
+        validate_trainer_keys(self.trainer)
+
+
+def validate_trainer_keys(trainer: dict) -> None:
+    from trl import SFTConfig
+
+    known = {f.name for f in dataclasses.fields(SFTConfig)}
+    unknown = sorted(set(trainer) - known)
+    if unknown:
+        raise UserError(f"trainer: unknown SFTConfig field(s) {unknown} (trl renamed or typo?)")
+    owned = sorted(set(trainer) & OWNED)
+    if owned:
+        raise UserError(f"trainer: set {owned} at the top level of the train section, not under trainer")
+
+
+@dataclass
+class Plan:
+    """How this machine will run the config (decided once, logged, stored in run.json)."""
+
+    device: str
+    load_in_4bit: bool
+    dtype: str
+    attn_implementation: str
+
+
+def plan(cfg: TrainConfig) -> Plan:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cfg.load_in_4bit is True and not runinfo.bnb_4bit_available():
+        raise UserError("the recipe asks for 4-bit (load_in_4bit: true) but bitsandbytes is not importable here")
+    four = cfg.load_in_4bit is True or (cfg.load_in_4bit == "auto" and cuda and runinfo.bnb_4bit_available())
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if runinfo.bf16_supported() else "float32")
+    attn = cfg.attn_implementation
+    if attn == "auto":
+        ok = runinfo.flash_attn_available() and dtype in ("bfloat16", "float16")
+        attn = "flash_attention_2" if ok else "sdpa"
+    elif attn == "flash_attention_2" and not runinfo.flash_attn_available():
+        raise UserError("attn_implementation flash_attention_2 needs flash-attn and an Ampere+ GPU")
+    return Plan("cuda" if cuda else "cpu", four, dtype, attn)
+
+
+def load_model(model_ref: str, p: Plan):
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs = {"dtype": getattr(torch, p.dtype), "attn_implementation": p.attn_implementation}
+    if p.load_in_4bit:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )  # fmt: skip
+        kwargs["device_map"] = {"": 0} if p.device == "cuda" else "cpu"
+    return AutoModelForCausalLM.from_pretrained(model_ref, **kwargs)
+
+
+def split_holdout(pairs: list[dict], holdout: float, seed: int):
+    if not holdout:
+        return pairs, []
+    n = int(holdout) if holdout >= 1 else max(1, round(len(pairs) * holdout))
+    if n >= len(pairs):
+        raise UserError(f"eval_holdout={holdout} leaves no training rows (of {len(pairs)})")
+    idx = list(range(len(pairs)))
+    random.Random(seed).shuffle(idx)
+    held = set(idx[:n])
+    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+
+
+def sft_config(cfg: TrainConfig, p: Plan, has_eval: bool):
+    from trl import SFTConfig
+
+    args = {"report_to": "none", "logging_steps": 1, "save_strategy": "no", "learning_rate": 2e-4,
+            "per_device_train_batch_size": 4, "num_train_epochs": 1, "lr_scheduler_type": "constant"}  # fmt: skip
+    if has_eval:
+        args.update(eval_strategy="epoch", per_device_eval_batch_size=8)
+    args.update(cfg.trainer)
+    args.update(output_dir=cfg.output_dir, max_length=cfg.max_length, packing=cfg.packing,
+                gradient_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed,
+                bf16=p.dtype == "bfloat16" or p.load_in_4bit, fp16=p.dtype == "float16",
+                use_cpu=p.device == "cpu")  # fmt: skip
+    return SFTConfig(**args)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train, save adapter + tokenizer + template + run.json into ``cfg.output_dir``."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTTrainer
+
+    started = time.time()
+    runinfo.set_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    p = plan(cfg)
+    log.info("plan: %s", p)
+    if not p.load_in_4bit:
+        log.info("training plain LoRA (no 4-bit): %s", "no CUDA" if p.device == "cpu" else "load_in_4bit false")
+    model_ref = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(model_ref)
+    template = get_template(cfg.template)
+
+    rows = load_pairs(cfg.data)
+    pairs, stats = build_pairs(rows, template, tokenizer, context=cfg.context, categories=cfg.categories,
+                               max_length=cfg.max_length, overlong=cfg.overlong)  # fmt: skip
+    if cfg.max_rows:
+        pairs = pairs[: cfg.max_rows]
+    if not pairs:
+        raise UserError(f"no training rows left from {cfg.data} after filtering: {stats.as_dict()}")
+    train_pairs, held = split_holdout(pairs, cfg.eval_holdout, cfg.seed)
+    log.info("data: %d rows -> %d pairs (%d truncated, %d dropped as over-long), %d held out",
+             stats.rows, len(pairs), stats.truncated, stats.dropped_overlong, len(held))  # fmt: skip
+    if held:
+        import jsonlines
+
+        with jsonlines.open(out / HELDOUT_FILE, "w") as w:  # Dolly format: `revgen eval` reads it
+            w.write_all({"instruction": h["completion"], "context": "", "response": h["text"],
+                         "category": h["category"]} for h in held)  # fmt: skip
+
+    def as_dataset(ps):
+        return Dataset.from_list([{"prompt": x["prompt"], "completion": x["completion"]} for x in ps])
+
+    model = load_model(model_ref, p)
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")  # fmt: skip
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, p, bool(held)), processing_class=tokenizer,
+                         train_dataset=as_dataset(train_pairs), eval_dataset=as_dataset(held) if held else None,
+                         peft_config=lora)  # fmt: skip
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    log.info("LoRA trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
+    resume = any(out.glob("checkpoint-*"))
+    with contextlib.redirect_stdout(sys.stderr):  # transformers prints its log dicts to stdout
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    template.save(out)
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+    n_tokens = max([h.get("num_tokens", 0) for h in history] or [0])
+    info = {
+        "command": "train",
+        "config": cfgmod.to_dict(cfg),
+        "config_hash": cfgmod.config_hash(cfg),
+        "plan": dataclasses.asdict(p),
+        "base_model": model_ref,
+        "template": template.text,
+        "data": {"source": cfg.data, "sha256": data_hash(cfg.data), **stats.as_dict(),
+                 "train_rows": len(train_pairs), "heldout_rows": len(held),
+                 "heldout_file": HELDOUT_FILE if held else None},  # fmt: skip
+        "parameters": {"trainable": trainable, "total": total},
+        "losses": losses,
+        "eval_losses": eval_losses,
+        "train_loss": result.training_loss,
+        "steps": trainer.state.global_step,
+        "tokens": n_tokens,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "tokens_per_s": n_tokens / result.metrics["train_runtime"] if result.metrics.get("train_runtime") else None,
+        "adapter_sha256": runinfo.dir_hash(out),
+        "versions": runinfo.versions(),
+        "environment": runinfo.device_info(),
+    }
+    if cfg.merge:
+        info["merged_dir"] = str(merge_adapter(out, model_ref, out / "merged"))
+    info["wall_time_s"] = round(time.time() - started, 1)
+    runinfo.write_json(out / "run.json", info)
+    log.info("saved adapter to %s (train loss %.3f, %d steps)", out, result.training_loss, info["steps"])
+    return info
+
+
+def merge_adapter(adapter_dir: str | Path, base: str | None = None, out: str | Path | None = None) -> Path:
+    """Merge a LoRA adapter into a bf16 copy of its base (never into the 4-bit base: peft #2321)."""
+    import torch
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter_dir = Path(adapter_dir)
+    out = Path(out or adapter_dir / "merged")
+    base = base or resolve_model(PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(out)
+    for name in ("template.txt",):
+        if (adapter_dir / name).exists():
+            (out / name).write_bytes((adapter_dir / name).read_bytes())
+    log.info("merged bf16 model written to %s", out)
+    return out

@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+
+from revgen import config as cfgmod
+from revgen.errors import UserError
+from revgen.train import TrainConfig
+
+RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
+
+
+def test_there_are_recipes():
+    names = {p.name for p in RECIPES}
+    assert {"seed-llama2-7b-qlora.yaml", "smollm2-135m-cpu.yaml"} <= names and len(names) >= 3
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_loads_strictly(recipe):
+    sections = cfgmod.read_recipe(recipe)
+    cfg = cfgmod.load(TrainConfig, "train", recipe)
+    assert cfg.trainer == sections["train"].get("trainer", {})
+    from trl import SFTConfig  # the trainer mapping is a valid SFTConfig
+
+    SFTConfig(output_dir="/tmp/x", use_cpu=True, bf16=False, **cfg.trainer)
+
+
+def test_seed_recipe_matches_the_seed():
+    cfg = cfgmod.load(TrainConfig, "train", Path(__file__).parent.parent / "recipes/seed-llama2-7b-qlora.yaml")
+    assert cfg.model == "meta-llama/Llama-2-7b-hf" and cfg.load_in_4bit is True
+    assert cfg.lora.r == 16 and cfg.lora.target_modules == ["q_proj", "v_proj"]
+    assert cfg.trainer["per_device_train_batch_size"] == 3 and cfg.trainer["learning_rate"] == 2e-4
+    assert cfg.trainer["optim"] == "paged_adamw_32bit" and cfg.packing and cfg.max_length == 2048
+
+
+def test_precedence_defaults_yaml_cli(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  max_length: 300\n  seed: 7\n  lora:\n    r: 4\n  trainer:\n    max_steps: 5\n")
+    cfg = cfgmod.load(TrainConfig, "train", recipe,
+                      cfgmod.merge({"seed": 9, "model": None}, cfgmod.parse_overrides(["trainer.logging_steps=2"])))
+    assert (cfg.max_length, cfg.seed, cfg.lora.r, cfg.lora.alpha) == (300, 9, 4, 16)
+    assert cfg.trainer == {"max_steps": 5, "logging_steps": 2}
+    assert cfg.model == TrainConfig().model
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("train:\n  max_lenght: 3\n", r"unknown key\(s\) \['max_lenght'\]"),
+        ("train:\n  lora:\n    rank: 3\n", r"unknown key\(s\) \['rank'\]"),
+        ("trian:\n  seed: 1\n", r"unknown section"),
+        ("train:\n  trainer:\n    max_seq_length: 10\n", r"unknown SFTConfig field"),
+        ("train:\n  trainer:\n    max_length: 10\n", r"top level"),
+        ("train: [1, 2\n", r"line \d+ is not valid YAML"),
+    ],
+)
+def test_bad_recipes_fail_clearly(tmp_path, text, match):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(text)
+    with pytest.raises(UserError, match=match) as err:
+        cfgmod.load(TrainConfig, "train", recipe)
+    assert "bad.yaml" in str(err.value) or "trainer" in str(err.value)
+
+
+def test_parse_overrides():
+    assert cfgmod.parse_overrides(["a.b=1", "a.c=x", "d=[1, 2]", "e="]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2], "e": ""}
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        cfgmod.parse_overrides(["novalue"])
+
+
+def test_config_hash_changes_with_config():
+    assert cfgmod.config_hash(TrainConfig()) == cfgmod.config_hash(TrainConfig())
+    assert cfgmod.config_hash(TrainConfig()) != cfgmod.config_hash(TrainConfig(seed=1))
