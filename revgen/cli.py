@@ -79,6 +79,43 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, **flags) -> None:
     click.echo(f"adapter: {cfg.output_dir}", err=True)
 
 
+@cli.command()
+@click.argument("corpus", required=False)
+@recipe_opt
+@click.option("--adapter", help="Adapter dir from `revgen train` (default runs/backward).")
+@click.option("-o", "--output-dir", help="Run directory (shards/, run.json); rerun to resume.")
+@click.option("--model", help="Base model (default: the adapter's own base).")
+@click.option("--backend", type=click.Choice(["auto", "vllm", "transformers"]))
+@click.option("--merge/--no-merge", default=None, help="Merge the adapter first (default: on CPU only).")
+@click.option("--text-field", help="Field holding the text in jsonl/parquet/Hub rows (default 'text').")
+@click.option("--id-field", help="Field holding a stable document id (default: a content hash).")
+@click.option("--txt-mode", type=click.Choice(["document", "paragraphs"]), help=".txt: one doc each, or per paragraph.")
+@click.option("--on-bad-row", type=click.Choice(["error", "skip"]), help="Stop at a bad row, or count and skip it.")
+@click.option("--max-docs", type=int)
+@click.option("--num-candidates", type=int, help="Instructions sampled per segment.")
+@click.option("--temperature", type=float)
+@click.option("--top-p", type=float)
+@click.option("--greedy", is_flag=True, default=None, help="Greedy decoding (temperature 0).")
+@click.option("--max-new-tokens", type=int)
+@click.option("--seed", type=int)
+@click.option("--batch-size", type=int, help="Prompts per generate call (output flushed after each).")
+@click.option("--threads", type=int)
+@click.option("--overwrite", is_flag=True, default=None, help="Replace a previous run with another config.")
+@set_opt
+def synthesize(recipe, sets, greedy, **flags) -> None:
+    """Generate instructions for CORPUS (file, folder or Hub id) with the backward model."""
+    from revgen.synthesize import SynthConfig
+    from revgen.synthesize import synthesize as run
+
+    overrides = cfgmod.merge(flags, cfgmod.parse_overrides(sets))
+    if greedy:
+        overrides["temperature"] = 0.0
+    cfg = cfgmod.load(SynthConfig, "synthesize", recipe, overrides)
+    info = run(cfg)
+    click.echo(json.dumps(info["counts"]))
+    click.echo(f"records: {cfg.output_dir}/shards", err=True)
+
+
 def main() -> None:
     cli(prog_name="revgen")
 

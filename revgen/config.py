@@ -100,5 +100,7 @@ def to_dict(cfg) -> dict:
 
 
 def config_hash(cfg) -> str:
-    blob = json.dumps(to_dict(cfg), sort_keys=True, default=str).encode()
+    """Stable short hash of a config dataclass (or of a plain dict of its values)."""
+    values = cfg if isinstance(cfg, dict) else to_dict(cfg)
+    blob = json.dumps(values, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
