@@ -55,7 +55,7 @@ class SynthConfig:
     seed: int = 0
     shard_size: int = 1000  # segments per shard
     batch_size: int = 256  # prompts per generate call; output flushed after each
-    micro_batch_size: int = 32  # transformers backend: sequences per forward pass
+    micro_batch_size: int = 64  # transformers backend: sequences per generate call
     threads: int | None = None
     overwrite: bool = False
     engine: dict = field(default_factory=dict)  # extra options for the backend (vLLM LLM kwargs)

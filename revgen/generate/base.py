@@ -25,6 +25,7 @@ class Sampling:
     top_p: float = 0.9
     max_new_tokens: int = 128
     n: int = 1  # candidates per prompt
+    ignore_eos: bool = False  # always generate max_new_tokens (fixed-length benchmarks)
 
     @property
     def greedy(self) -> bool:

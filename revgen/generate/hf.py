@@ -1,13 +1,15 @@
 """transformers backend: batched ``generate`` with left padding and length-bucketed batches.
 
 Prompts are sorted by length and cut into batches, so each batch pads to a similar length and no
-compute is wasted on padding; results come back in the caller's order.
+compute is wasted on padding; results come back in the caller's order. Attention is
+``sdpa_gqa`` (see attention.py): decode steps without copying the KV cache per query group.
 """
 
 from __future__ import annotations
 
 import logging
 
+from revgen.generate import attention
 from revgen.generate.base import Completion, Generator, Sampling
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,8 @@ class HFGenerator(Generator):
         dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if cuda else "float32")
         self.device = "cuda" if cuda else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(self.adapter or self.model)
-        model = AutoModelForCausalLM.from_pretrained(self.model, dtype=getattr(torch, dtype),
+        attn = self.options.get("attn_implementation") or attention.register()
+        model = AutoModelForCausalLM.from_pretrained(self.model, dtype=getattr(torch, dtype), attn_implementation=attn,
                                                      **self.options.get("model_kwargs", {}))  # fmt: skip
         if self.adapter:
             from peft import PeftModel
@@ -64,12 +67,14 @@ class HFGenerator(Generator):
             mask[row, width - len(p) :] = 1
         kwargs = {"do_sample": False} if sampling.greedy else {
             "do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}  # fmt: skip
+        if sampling.ignore_eos:
+            kwargs["min_new_tokens"] = sampling.max_new_tokens
         torch.manual_seed(seed)
         with torch.inference_mode():
             out = self.hf_model.generate(
                 input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                 max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,
-                eos_token_id=self.stop_ids, pad_token_id=self.pad_id, **kwargs,
+                eos_token_id=self.stop_ids, pad_token_id=self.pad_id, **kwargs, **self.options.get("generate_kwargs", {}),
             )  # fmt: skip
         new = out[:, width:].tolist()
         results = []
@@ -77,7 +82,7 @@ class HFGenerator(Generator):
             cands = []
             for k in range(sampling.n):
                 toks = new[row * sampling.n + k]
-                stop = next((j for j, t in enumerate(toks) if t in self.stop_ids), None)
+                stop = None if sampling.ignore_eos else next((j for j, t in enumerate(toks) if t in self.stop_ids), None)
                 toks = toks if stop is None else toks[:stop]
                 text = self.tokenizer.decode(toks, skip_special_tokens=True)
                 cands.append(Completion(text, "length" if stop is None else "stop", len(toks), len(p)))

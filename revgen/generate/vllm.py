@@ -45,7 +45,8 @@ class VLLMGenerator(Generator):
         params = [
             SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p if not sampling.greedy else 1.0,
                            top_k=0 if not sampling.greedy else -1, max_tokens=sampling.max_new_tokens, seed=seed,
-                           stop_token_ids=stop_ids, skip_special_tokens=True)  # fmt: skip
+                           stop_token_ids=[] if sampling.ignore_eos else stop_ids, skip_special_tokens=True,
+                           ignore_eos=sampling.ignore_eos)  # fmt: skip
             for seed in seeds
         ]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,

@@ -1,0 +1,46 @@
+"""The transformers backend: sdpa_gqa matches sdpa, bucketing keeps the caller's order."""
+
+import pytest
+import torch
+
+from revgen.generate import Sampling, get_generator
+from revgen.generate.attention import register
+from revgen.prompts import encode_prompt, get_template
+
+TEXTS = ["Paris is the capital of France.", "The Nile is the longest river in Africa and flows north into the sea.",
+         "Bees make honey."]
+
+
+@pytest.fixture(scope="module")
+def prompts(tokenizer):
+    return [encode_prompt(tokenizer, get_template("seed").prompt(t)) for t in TEXTS]
+
+
+def test_sdpa_gqa_matches_sdpa_on_left_padded_batches(base_model, tokenizer, prompts):
+    from transformers import AutoModelForCausalLM
+
+    width = max(map(len, prompts))
+    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    outs = {}
+    for impl in ("sdpa", register()):
+        model = AutoModelForCausalLM.from_pretrained(base_model, attn_implementation=impl).eval()
+        with torch.inference_mode():
+            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id, output_logits=True, return_dict_in_generate=True)
+        outs[impl] = gen
+    a, b = outs["sdpa"], outs["sdpa_gqa"]
+    assert torch.equal(a.sequences, b.sequences)
+    for la, lb in zip(a.logits, b.logits):  # decode steps go through the grouped-matmul path
+        assert torch.allclose(la, lb, atol=1e-3, rtol=1e-3)
+
+
+def test_length_bucketing_returns_results_in_caller_order(base_model, prompts):
+    gen = get_generator("transformers", base_model, batch_size=2, dtype="float32").load()
+    greedy = Sampling(temperature=0.0, max_new_tokens=8)
+    batched = gen.generate(prompts, greedy, [0, 0, 0])
+    single = [gen.generate([p], greedy, [0])[0] for p in prompts]
+    assert [c[0].prompt_tokens for c in batched] == [len(p) for p in prompts]
+    assert [c[0].text for c in batched] == [c[0].text for c in single]
+    fixed = gen.generate(prompts, Sampling(temperature=0.0, max_new_tokens=5, ignore_eos=True), [0, 0, 0])
+    assert all(c[0].n_tokens == 5 and c[0].finish_reason == "length" for c in fixed)
