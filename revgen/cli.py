@@ -116,6 +116,24 @@ def synthesize(recipe, sets, greedy, **flags) -> None:
     click.echo(f"records: {cfg.output_dir}/shards", err=True)
 
 
+@cli.command()
+@click.argument("input_path", metavar="INPUT", required=False)
+@recipe_opt
+@click.option("-o", "--output-dir", help="Where dataset.jsonl, rejected.jsonl and stats.json go.")
+@click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "messages", "prompt-completion"]))
+@set_opt
+def curate(input_path, recipe, fmt, sets, output_dir) -> None:
+    """Filter and deduplicate synthesized records (a synthesize dir or a .jsonl) into a dataset."""
+    from revgen.curate import CurateConfig, counts_table
+    from revgen.curate import curate as run
+
+    overrides = cfgmod.merge({"input": input_path, "output_dir": output_dir, "format": fmt}, cfgmod.parse_overrides(sets))
+    cfg = cfgmod.load(CurateConfig, "curate", recipe, overrides)
+    stats = run(cfg)
+    click.echo(counts_table(stats["counts"]), err=True)
+    click.echo(json.dumps(stats["counts"]))
+
+
 def main() -> None:
     cli(prog_name="revgen")
 

@@ -1,0 +1,216 @@
+"""``revgen curate``: synthesized records -> filters -> dedup -> a clean dataset with its stats.
+
+Writes ``dataset.jsonl`` (fixed schema in the chosen format), ``rejected.jsonl`` (every dropped
+record with its reason and, for duplicates, the id it duplicates) and ``stats.json`` (counts
+per step and reason, the settings used). Input order is kept, so curating twice gives the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from revgen import config as cfgmod
+from revgen import runinfo, shards
+from revgen.dedup import ExactDedup, NearDedup
+from revgen.errors import UserError
+from revgen.filters import FilterRunner, GopherQuality, instruction_filters
+
+log = logging.getLogger(__name__)
+FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion")
+
+
+@dataclass
+class InstructionFilterSettings:
+    min_words: int | None = 4  # Alpaca: drop <= 3 words
+    max_words: int | None = 150  # Alpaca: drop > 150 words
+    template_leak: bool = True
+    refusal: bool = True
+    unseen_reference: bool = True  # REInstruct
+    media_words: bool = True  # Alpaca's blacklist
+    copy_ngram: int = 3
+    max_copy_overlap: float | None = 0.6
+    not_instruction: bool = True
+
+
+@dataclass
+class GopherSettings:
+    enabled: bool = True
+    min_words: int | None = 20  # Gopher's 50 is for web documents; segments are shorter
+    max_words: int | None = 100_000
+    min_mean_word_length: float | None = 3
+    max_mean_word_length: float | None = 10
+    min_alpha_ratio: float | None = 0.8
+    min_stop_words: int | None = 2
+    max_duplicate_line_ratio: float | None = 0.3
+    max_top_2gram_ratio: float | None = 0.2
+
+
+@dataclass
+class DedupSettings:
+    exact: bool = True
+    near_instruction: bool = True
+    near_output: bool = True
+    ngram: int = 5  # datatrove
+    bands: int = 14  # 14 x 8 = 112 permutations, ~0.72 Jaccard
+    rows: int = 8
+    threshold: float | None = 0.72
+
+
+@dataclass
+class JudgeSettings:
+    enabled: bool = False  # Humpback self-curation; costs one generation per kept record
+    model: str = "smollm2-135m"  # any model can judge: default, local folder or Hub id
+    adapter: str | None = None
+    backend: str = "auto"
+    dtype: str = "auto"
+    min_score: int = 4  # Humpback kept score >= 4 (A_4) and 5 (A_5)
+    max_new_tokens: int = 256
+    batch_size: int = 64
+    on_unparsed: str = "drop"  # drop | keep; either way the unparsed count and rate are reported
+
+
+@dataclass
+class CurateConfig:
+    input: str = "out/synth"  # a synthesize run dir, or a .jsonl of records
+    output_dir: str = "dataset"
+    format: str = "alpaca"
+    instruction: InstructionFilterSettings = field(default_factory=InstructionFilterSettings)
+    gopher: GopherSettings = field(default_factory=GopherSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+
+
+def read_records(source: str):
+    path = Path(source)
+    if path.is_dir():
+        if not any((path / "shards").glob("*.jsonl")) and not any(path.glob("[0-9]*.jsonl")):
+            raise UserError(f"{path} holds no shards (expected the output dir of `revgen synthesize`)")
+        yield from shards.iter_records(path)
+        return
+    if not path.is_file():
+        raise UserError(f"curate input {source} is neither a synthesize run dir nor a .jsonl file")
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path} line {n}: malformed JSON ({exc.msg})") from None
+            missing = [k for k in ("instruction", "output") if not isinstance(r.get(k), str)] if isinstance(r, dict) else ["object"]
+            if missing:
+                raise UserError(f"{path} line {n}: expected string fields instruction and output (bad: {missing})")
+            r.setdefault("id", f"line-{n}")
+            r.setdefault("input", "")
+            yield r
+
+
+def export(record: dict, fmt: str) -> dict:
+    """One dataset row in ``fmt``; every value is a string (datasets #7322: no type drift)."""
+    instruction, inp, output = str(record["instruction"]), str(record.get("input") or ""), str(record["output"])
+    prompt = f"{instruction}\n\n{inp}" if inp else instruction
+    if fmt == "alpaca":
+        return {"instruction": instruction, "input": inp, "output": output}
+    if fmt == "sharegpt":
+        return {"conversations": [{"from": "human", "value": prompt}, {"from": "gpt", "value": output}]}
+    if fmt == "messages":
+        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]}
+    return {"prompt": prompt, "completion": output}
+
+
+def build_filters(cfg: CurateConfig) -> list:
+    chain = instruction_filters(**asdict(cfg.instruction))
+    g = asdict(cfg.gopher)
+    if g.pop("enabled"):
+        chain.append(GopherQuality(field="output", **g))
+    d = cfg.dedup
+    if d.exact:
+        chain.append(ExactDedup())
+    for name, on in (("instruction", d.near_instruction), ("output", d.near_output)):
+        if on:
+            chain.append(NearDedup(name, d.ngram, d.bands, d.rows, d.threshold))
+    return chain
+
+
+def curate(cfg: CurateConfig) -> dict:
+    if cfg.format not in FORMATS:
+        raise UserError(f"format must be one of {FORMATS}, got {cfg.format!r}")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = {name: out / f".{name}.tmp" for name in ("dataset.jsonl", "rejected.jsonl")}
+    with tmp["dataset.jsonl"].open("w", encoding="utf-8") as data, tmp["rejected.jsonl"].open("w", encoding="utf-8") as rej:
+
+        def on_drop(record, reason, detail):
+            rej.write(shards.dumps({"id": record.get("id"), "reason": reason, **detail, "record": record}))
+
+        runner = FilterRunner(build_filters(cfg), on_drop)
+        kept = runner.run(read_records(cfg.input))
+        judge_stats = None
+        if cfg.judge.enabled:
+            kept, judge_stats = self_curate(list(kept), cfg.judge, runner.counts, on_drop)
+        for record in kept:
+            data.write(shards.dumps(export(record, cfg.format)))
+    for name, path in tmp.items():
+        path.replace(out / name)  # only complete files ever carry the final names
+    counts = dict(sorted(runner.counts.items(), key=lambda kv: (kv[0] != "total", kv[0] != "kept", kv[0])))
+    stats = {"command": "curate", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg),
+             "counts": counts, "filters": runner.settings(), "judge": judge_stats, "source_run": _source_run(cfg.input),
+             "versions": runinfo.versions()}  # fmt: skip
+    runinfo.write_json(out / "stats.json", stats)
+    return stats
+
+
+def self_curate(records: list[dict], js: JudgeSettings, counts, on_drop) -> tuple[list[dict], dict]:
+    """Score every record with the judge; drop below ``min_score`` (and unparsed, unless kept)."""
+    from collections import Counter
+
+    from revgen.generate import get_generator
+    from revgen.models import resolve_model
+    from revgen.scoring import Judge
+
+    if js.on_unparsed not in ("drop", "keep"):
+        raise UserError(f"judge.on_unparsed must be 'drop' or 'keep', got {js.on_unparsed!r}")
+    model = resolve_model(js.model)
+    gen = get_generator(js.backend, model, js.adapter, dtype=js.dtype, batch_size=js.batch_size,
+                        max_model_len=4096).load()  # fmt: skip
+    judge, kept, hist = Judge(gen, js.max_new_tokens), [], Counter()
+    try:
+        for start in range(0, len(records), js.batch_size):
+            batch = records[start : start + js.batch_size]
+            for record, verdict in zip(batch, judge.score(batch)):
+                record.setdefault("meta", {})["judge_score"] = verdict.score
+                hist[str(verdict.score)] += 1
+                reason = ("unparsed" if js.on_unparsed == "drop" else None) if verdict.score is None else (
+                    "low_score" if verdict.score < js.min_score else None)  # fmt: skip
+                if reason:
+                    counts["kept"] -= 1
+                    counts[f"dropped/judge/{reason}"] += 1
+                    on_drop(record, f"judge/{reason}", {"judge_output": verdict.raw})
+                else:
+                    kept.append(record)
+    finally:
+        gen.close()
+    unparsed = hist.get("None", 0)
+    stats = {"model": model, "adapter": js.adapter, "min_score": js.min_score, "scored": len(records),
+             "unparsed": unparsed, "parse_rate": round(1 - unparsed / len(records), 4) if records else None,
+             "scores": dict(sorted(hist.items()))}  # fmt: skip
+    log.info("self-curation: %s", stats)
+    return kept, stats
+
+
+def _source_run(source: str) -> dict | None:
+    run = Path(source) / "run.json"
+    if not run.is_file():
+        return None
+    info = json.loads(run.read_text())
+    return {k: info.get(k) for k in ("base_model", "adapter_sha256", "backend", "sampling", "template", "counts")}
+
+
+def counts_table(counts: dict) -> str:
+    total = counts.get("total", 0) or 1
+    width = max(len(k) for k in counts)
+    return "\n".join(f"{k:<{width}}  {v:>8}  {100 * v / total:6.2f}%" for k, v in counts.items())
