@@ -23,6 +23,7 @@ from revgen.errors import UserError
 from revgen.models import DEFAULT_MODEL, load_tokenizer, resolve_model
 from revgen.pairs import build_pairs
 from revgen.prompts import get_template
+from revgen.throughput import ThroughputCallback
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class TrainConfig:
     max_rows: int | None = None  # use only the first N rows (after filtering)
     eval_holdout: float = 0  # rows (>= 1) or fraction (< 1) held out, seeded, for eval loss
     load_in_4bit: str | bool = "auto"  # auto: 4-bit on CUDA only; true: require it; false
+    quant_skip_layers: int = 0  # with 4-bit: keep the first N decoder layers bf16 (speed for memory)
     attn_implementation: str = "auto"  # auto: flash_attention_2 if usable, else sdpa
     dtype: str = "auto"  # auto: bf16 on GPUs that support it, fp32 on CPU
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -88,6 +90,7 @@ class Plan:
     load_in_4bit: bool
     dtype: str
     attn_implementation: str
+    quant_skip_layers: int = 0
 
 
 def plan(cfg: TrainConfig) -> Plan:
@@ -104,7 +107,7 @@ def plan(cfg: TrainConfig) -> Plan:
         attn = "flash_attention_2" if ok else "sdpa"
     elif attn == "flash_attention_2" and not runinfo.flash_attn_available():
         raise UserError("attn_implementation flash_attention_2 needs flash-attn and an Ampere+ GPU")
-    return Plan("cuda" if cuda else "cpu", four, dtype, attn)
+    return Plan("cuda" if cuda else "cpu", four, dtype, attn, cfg.quant_skip_layers if four else 0)
 
 
 def load_model(model_ref: str, p: Plan):
@@ -116,6 +119,8 @@ def load_model(model_ref: str, p: Plan):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
+            # anchored patterns: layer 1 must not also match layers 10-19
+            llm_int8_skip_modules=["lm_head"] + [rf"model\.layers\.{i}\." for i in range(p.quant_skip_layers)],
         )  # fmt: skip
         kwargs["device_map"] = {"": 0} if p.device == "cuda" else "cpu"
     return AutoModelForCausalLM.from_pretrained(model_ref, **kwargs)
@@ -187,11 +192,12 @@ def train(cfg: TrainConfig) -> dict:
         return Dataset.from_list([{"prompt": x["prompt"], "completion": x["completion"]} for x in ps])
 
     model = load_model(model_ref, p)
+    timer = ThroughputCallback()
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")  # fmt: skip
     trainer = SFTTrainer(model=model, args=sft_config(cfg, p, bool(held)), processing_class=tokenizer,
                          train_dataset=as_dataset(train_pairs), eval_dataset=as_dataset(held) if held else None,
-                         peft_config=lora)  # fmt: skip
+                         peft_config=lora, callbacks=[timer])  # fmt: skip
     trainable, total = trainer.model.get_nb_trainable_parameters()
     log.info("LoRA trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     resume = any(out.glob("checkpoint-*"))
@@ -223,6 +229,8 @@ def train(cfg: TrainConfig) -> dict:
         "tokens": n_tokens,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "tokens_per_s": n_tokens / result.metrics["train_runtime"] if result.metrics.get("train_runtime") else None,
+        "throughput": timer.summary(trainer.model, cfg.gradient_checkpointing,
+                                    cfg.max_length if cfg.packing else _mean_len(trainer.train_dataset)),
         "adapter_sha256": runinfo.dir_hash(out),
         "versions": runinfo.versions(),
         "environment": runinfo.device_info(),
@@ -233,6 +241,11 @@ def train(cfg: TrainConfig) -> dict:
     runinfo.write_json(out / "run.json", info)
     log.info("saved adapter to %s (train loss %.3f, %d steps)", out, result.training_loss, info["steps"])
     return info
+
+
+def _mean_len(dataset) -> int:
+    lengths = [len(x) for x in dataset["input_ids"]]
+    return round(sum(lengths) / max(len(lengths), 1))
 
 
 def merge_adapter(adapter_dir: str | Path, base: str | None = None, out: str | Path | None = None) -> Path:
@@ -247,7 +260,8 @@ def merge_adapter(adapter_dir: str | Path, base: str | None = None, out: str | P
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
     model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(out)
+    has_tokenizer = (adapter_dir / "tokenizer_config.json").exists()  # revgen adapters carry theirs
+    AutoTokenizer.from_pretrained(str(adapter_dir) if has_tokenizer else base).save_pretrained(out)
     for name in ("template.txt",):
         if (adapter_dir / name).exists():
             (out / name).write_bytes((adapter_dir / name).read_bytes())

@@ -1,0 +1,161 @@
+"""GPU generation tokens/s: seed-style inference vs revgen's transformers backend, same prompts.
+
+    python bench/generate_throughput.py --workdir /tmp/rg7b --variants seed,plain-bf16,revgen,revgen-static
+
+Llama-2-7B-shaped random-weight model (built by bench/train_throughput.py's helpers) plus a
+random LoRA adapter (r=16, q/v). Prompts: fixed 256 random token ids; 128 new tokens, EOS
+ignored, so every variant generates the same number of tokens.
+- seed: 4-bit nf4 base + unmerged adapter (PeftModel), HF generate, batch --seed-batch
+- plain-bf16: merged bf16 model, plain HF generate, batch 128
+- revgen*: revgen's HFGenerator on the merged bf16 model (length-bucketed batches of --batch)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+PROMPT, NEW = 256, 128
+
+
+def _dev():
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _sync():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _peak():
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
+
+
+def _reset_peak():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def make_adapter(model_dir: Path, out: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": _dev()})
+    model = get_peft_model(base, LoraConfig(r=16, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model.save_pretrained(out)
+    del model, base
+
+
+def timed(fn, n_tokens):
+    _sync()
+    t = time.perf_counter()
+    fn()
+    _sync()
+    dt = time.perf_counter() - t
+    return {"tokens": n_tokens, "seconds": round(dt, 2), "tokens_per_s": round(n_tokens / dt, 1), "peak_gib": _peak()}
+
+
+def hf_loop(model, prompts, batch, **kw):
+    import torch
+
+    def go():
+        for i in range(0, len(prompts), batch):
+            ids = torch.tensor(prompts[i : i + batch], device=_dev())
+            with torch.inference_mode():
+                model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW,
+                               min_new_tokens=NEW, do_sample=False, pad_token_id=3, **kw)  # fmt: skip
+    return go
+
+
+def variant(name, model_dir, adapter, merged, prompts, args):
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    _reset_peak()
+    if name == "seed":
+        from peft import PeftModel
+
+        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)  # fmt: skip
+        base = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=q, device_map={"": _dev()})
+        model = PeftModel.from_pretrained(base, str(adapter)).eval()
+        ps = prompts[: args.seed_prompts]
+        hf_loop(model, ps[: args.seed_batch], args.seed_batch)()  # warm-up
+        _reset_peak()
+        return timed(hf_loop(model, ps, args.seed_batch), len(ps) * NEW) | {"batch": args.seed_batch}
+    if name == "plain-bf16":
+        model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16, device_map={"": _dev()}).eval()
+        hf_loop(model, prompts[:8], 8)()
+        return timed(hf_loop(model, prompts, 128), len(prompts) * NEW) | {"batch": 128}
+    from revgen.generate import Sampling, get_generator
+
+    opts = {"revgen": {}, "revgen-static": {"generate_kwargs": {"cache_implementation": "static"}},
+            "revgen-sdpa": {"attn_implementation": "sdpa"}}[name]  # fmt: skip
+    gen = get_generator("transformers", str(merged), None, dtype="bfloat16", batch_size=args.batch, options=opts).load()
+    sampling = Sampling(temperature=0.0, max_new_tokens=NEW, ignore_eos=True)
+    gen.generate(prompts[: args.batch], sampling, [0] * args.batch)  # warm-up (and compile, if any)
+    _reset_peak()
+    res = timed(lambda: gen.generate(prompts, sampling, [0] * len(prompts)), len(prompts) * NEW)
+    return res | {"batch": args.batch}
+
+
+def main():
+    import torch
+
+    from train_throughput import build
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", default="/tmp/rg7b")
+    ap.add_argument("--variants", default="seed,plain-bf16,revgen,revgen-static")
+    ap.add_argument("--prompts", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--seed-batch", type=int, default=16)
+    ap.add_argument("--seed-prompts", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--tiny", action="store_true", help="small dimensions: a smoke test of the code path")
+    args = ap.parse_args()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    model_dir, _ = build(workdir, args.layers, rows=10, tiny=args.tiny)
+    adapter, merged = workdir / f"random-adapter-{model_dir.name}", workdir / f"merged-bf16-{model_dir.name}"
+    if not (adapter / "adapter_config.json").exists():
+        make_adapter(model_dir, adapter)
+    if not (merged / "config.json").exists():
+        from revgen.train import merge_adapter
+
+        merge_adapter(adapter, str(model_dir), merged)
+    g = torch.Generator().manual_seed(0)
+    prompts = torch.randint(10, 32000, (args.prompts, PROMPT), generator=g).tolist()
+    results = {}
+    for name in args.variants.split(","):
+        try:
+            results[name] = variant(name, model_dir, adapter, merged, prompts, args)
+        except Exception as exc:
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"[:400]}
+        print("RESULT " + json.dumps({name: results[name]}), flush=True)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    seed = results.get("seed", {}).get("tokens_per_s")
+    for name, r in results.items():
+        x = f"{r['tokens_per_s'] / seed:.1f}x seed" if seed and "tokens_per_s" in r else ""
+        print(f"{name:<16}{r.get('tokens_per_s', r.get('error'))!s:>12} tok/s  batch {r.get('batch')}  "
+              f"peak {r.get('peak_gib')} GiB  {x}", file=sys.stderr)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
