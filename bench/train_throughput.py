@@ -29,6 +29,11 @@ VARIANTS = {
     "liger-batch6": {"trainer": {"use_liger_kernel": True, "per_device_train_batch_size": 6}},
     "liger-bf16-8": {"trainer": {"use_liger_kernel": True}, "quant_skip_layers": 8},
     "liger-bf16-12": {"trainer": {"use_liger_kernel": True}, "quant_skip_layers": 12},
+    "liger-flex": {"attn_implementation": "flex_attention", "trainer": {"use_liger_kernel": True}},
+    "liger-flex-nodrop": {"attn_implementation": "flex_attention", "trainer": {"use_liger_kernel": True},
+                          "lora": {"dropout": 0.0}},
+    "liger-flex-bf16-6": {"attn_implementation": "flex_attention", "trainer": {"use_liger_kernel": True},
+                          "lora": {"dropout": 0.0}, "quant_skip_layers": 6},
     "fast": "recipe:llama2-7b-qlora-fast.yaml",
     "bf16-lora": {"load_in_4bit": False},
 }

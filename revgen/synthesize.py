@@ -9,6 +9,7 @@ to ``NNNNN.dropped.jsonl`` with their reason and are counted in run.json.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import shutil
 import time
@@ -75,8 +76,6 @@ def _prepare_dir(out: Path, cfg: SynthConfig) -> dict | None:
     run_json = out / "run.json"
     if not run_json.exists():
         return None
-    import json
-
     prev = json.loads(run_json.read_text())
     if prev.get("resume_hash") == resume_hash(cfg):
         return prev
@@ -94,8 +93,6 @@ def _base_model(cfg: SynthConfig, adapter: Path) -> str:
 
     if cfg.model:
         return resolve_model(cfg.model)
-    import json
-
     run = adapter / "run.json"
     base = json.loads(run.read_text()).get("base_model") if run.exists() else None
     if not base or not Path(base).exists():

@@ -54,7 +54,7 @@ class TrainConfig:
     eval_holdout: float = 0  # rows (>= 1) or fraction (< 1) held out, seeded, for eval loss
     load_in_4bit: str | bool = "auto"  # auto: 4-bit on CUDA only; true: require it; false
     quant_skip_layers: int = 0  # with 4-bit: keep the first N decoder layers bf16 (speed for memory)
-    attn_implementation: str = "auto"  # auto: flash_attention_2 if usable, else sdpa
+    attn_implementation: str = "auto"  # auto: flash_attention_2 if usable, flex_attention for packing on CUDA, else sdpa
     dtype: str = "auto"  # auto: bf16 on GPUs that support it, fp32 on CPU
     lora: LoraSettings = field(default_factory=LoraSettings)
     packing: bool = False
@@ -103,8 +103,15 @@ def plan(cfg: TrainConfig) -> Plan:
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if runinfo.bf16_supported() else "float32")
     attn = cfg.attn_implementation
     if attn == "auto":
-        ok = runinfo.flash_attn_available() and dtype in ("bfloat16", "float16")
-        attn = "flash_attention_2" if ok else "sdpa"
+        # Padding-free packing under SDPA attends over a block-diagonal mask of the whole flattened
+        # batch (quadratic across documents); FlexAttention skips the masked blocks: 1.54x tokens/s
+        # on an H200 with Liger (bench/RESULTS.md). flash-attn's varlen kernel does the same.
+        if runinfo.flash_attn_available() and dtype in ("bfloat16", "float16"):
+            attn = "flash_attention_2"
+        elif cuda and cfg.packing:
+            attn = "flex_attention"
+        else:
+            attn = "sdpa"
     elif attn == "flash_attention_2" and not runinfo.flash_attn_available():
         raise UserError("attn_implementation flash_attention_2 needs flash-attn and an Ampere+ GPU")
     return Plan("cuda" if cuda else "cpu", four, dtype, attn, cfg.quant_skip_layers if four else 0)
