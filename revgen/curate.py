@@ -37,6 +37,13 @@ class InstructionFilterSettings:
 
 
 @dataclass
+class LanguageSettings:
+    enabled: bool = True  # instruction and output in different languages (lingua, offline)
+    min_confidence: float = 0.5  # both sides must be identified at least this surely to drop
+    allowed: list | None = None  # e.g. [english]: also drop outputs confidently in other languages
+
+
+@dataclass
 class GopherSettings:
     enabled: bool = True
     min_words: int | None = 20  # Gopher's 50 is for web documents; segments are shorter
@@ -79,6 +86,7 @@ class CurateConfig:
     output_dir: str = "dataset"
     format: str = "alpaca"
     instruction: InstructionFilterSettings = field(default_factory=InstructionFilterSettings)
+    language: LanguageSettings = field(default_factory=LanguageSettings)
     gopher: GopherSettings = field(default_factory=GopherSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
@@ -124,6 +132,10 @@ def export(record: dict, fmt: str) -> dict:
 
 def build_filters(cfg: CurateConfig) -> list:
     chain = instruction_filters(**asdict(cfg.instruction))
+    if cfg.language.enabled:
+        from revgen.filters.language import LanguageMismatch
+
+        chain.append(LanguageMismatch(cfg.language.min_confidence, cfg.language.allowed))
     g = asdict(cfg.gopher)
     if g.pop("enabled"):
         chain.append(GopherQuality(field="output", **g))

@@ -126,3 +126,23 @@ def test_self_curation_parser_is_strict(text, score):
     from revgen.scoring import parse_score
 
     assert parse_score(text) == score
+
+
+@pytest.mark.parametrize("instruction, output, keep, reason", [
+    ("Why was the Eiffel Tower built?", OUT, True, None),
+    ("Pourquoi la tour Eiffel a-t-elle été construite et par qui ?", OUT, False, "mismatch"),
+    ("Warum wurde der Eiffelturm für die Weltausstellung gebaut?", OUT, False, "mismatch"),
+    ("Ok?", OUT, True, None),  # too short to identify: kept, not guessed
+])
+def test_language_mismatch(instruction, output, keep, reason):
+    from revgen.filters.language import LanguageMismatch
+
+    check(LanguageMismatch(), instruction, keep, reason, output=output)
+
+
+def test_language_allow_list():
+    from revgen.filters.language import LanguageMismatch
+
+    german = "Der Eiffelturm wurde für die Weltausstellung 1889 in Paris gebaut und ist eines der meistbesuchten Denkmäler."
+    check(LanguageMismatch(allowed=["english"]), "Warum wurde der Eiffelturm gebaut?", False, "not_allowed", output=german)
+    check(LanguageMismatch(), "Warum wurde der Eiffelturm gebaut?", True, output=german)
