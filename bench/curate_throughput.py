@@ -3,7 +3,8 @@
     python bench/curate_throughput.py --records 100000
 
 Records are built from real text: sentences of the bundled Dolly sample (responses and contexts)
-recombined into outputs of 2-5 sentences, with Dolly instructions; 5% are planted exact copies
+recombined into outputs of 2-5 sentences, with instructions spliced from halves of two Dolly
+instructions (so most records run the whole chain); 5% are planted exact copies
 and 5% near copies (one word changed). Both sides run in this process, one after the other, on
 the same records; each is single-threaded, so records/s is per core.
 """
@@ -39,7 +40,9 @@ def build_records(n: int, seed: int = 0) -> list[dict]:
             out.append({**src, "id": f"r{i}", "output": " ".join(words)})
             continue
         body = " ".join(rng.sample(sentences, rng.randint(2, 5)))
-        out.append({"id": f"r{i}", "instruction": rng.choice(instructions), "input": "", "output": body})
+        a, b = rng.choice(instructions).split(), rng.choice(instructions).split()  # spliced: few exact repeats
+        instruction = " ".join(a[: max(len(a) // 2, 1)] + b[len(b) // 2 :])
+        out.append({"id": f"r{i}", "instruction": instruction, "input": "", "output": body})
     return out
 
 
