@@ -17,6 +17,7 @@ from typing import Iterator
 import xxhash
 
 from revgen.errors import UserError, where
+from revgen.io import iter_jsonl
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".jsonl", ".json", ".parquet", ".txt")
@@ -48,16 +49,6 @@ def _files(path: Path) -> list[Path]:
     if not files:
         raise UserError(f"corpus folder {path} holds no {'/'.join(SUFFIXES)} files")
     return files
-
-
-def _rows_jsonl(path: Path):
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield n, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield n, ValueError(f"malformed JSON ({exc.msg})")
 
 
 def _rows_json(path: Path):
@@ -135,8 +126,11 @@ def read_documents(
             suffix = f.suffix.lower()
             if suffix not in SUFFIXES:
                 raise UserError(f"{f}: unsupported corpus file type {suffix!r}; expected {SUFFIXES}")
-            rows = {".jsonl": _rows_jsonl, ".json": _rows_json, ".parquet": _rows_parquet}.get(suffix)
-            streams.append((f, rows(f) if rows else _rows_txt(f, txt_mode)))
+            if suffix == ".jsonl":
+                streams.append((f, iter_jsonl(f, errors="yield")))
+            else:
+                rows = {".json": _rows_json, ".parquet": _rows_parquet}.get(suffix)
+                streams.append((f, rows(f) if rows else _rows_txt(f, txt_mode)))
     elif "/" in source and not source.startswith((".", "/", "~")) and source.count("/") == 1:
         streams = [(source, _rows_hub(source, split))]
     else:

@@ -17,6 +17,7 @@ from revgen import config as cfgmod
 from revgen import runinfo, shards
 from revgen.dedup import ExactDedup, NearDedup
 from revgen.errors import UserError
+from revgen.io import iter_jsonl
 from revgen.filters import FilterRunner, GopherQuality, instruction_filters
 
 log = logging.getLogger(__name__)
@@ -108,20 +109,13 @@ def read_records(source: str):
         return
     if not path.is_file():
         raise UserError(f"curate input {source} is neither a synthesize run dir nor a .jsonl file")
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path} line {n}: malformed JSON ({exc.msg})") from None
-            missing = [k for k in ("instruction", "output") if not isinstance(r.get(k), str)] if isinstance(r, dict) else ["object"]
-            if missing:
-                raise UserError(f"{path} line {n}: expected string fields instruction and output (bad: {missing})")
-            r.setdefault("id", f"line-{n}")
-            r.setdefault("input", "")
-            yield r
+    for n, r in iter_jsonl(path):
+        missing = [k for k in ("instruction", "output") if not isinstance(r.get(k), str)] if isinstance(r, dict) else ["object"]
+        if missing:
+            raise UserError(f"{path} line {n}: expected string fields instruction and output (bad: {missing})")
+        r.setdefault("id", f"line-{n}")
+        r.setdefault("input", "")
+        yield r
 
 
 def export(record: dict, fmt: str) -> dict:

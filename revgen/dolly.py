@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from revgen.errors import UserError, where
+from revgen.io import iter_jsonl
 
 BUNDLED = "dolly-sample"
 REQUIRED = ("instruction", "response")
@@ -36,18 +37,6 @@ def validate_row(row, source, line) -> dict:
                 f"{where(source, line)}: field {key!r} must be a string, got {type(value).__name__}"
             )
     return {k: row.get(k) or "" for k in REQUIRED + OPTIONAL}
-
-
-def _read_jsonl(path: Path):
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{where(path, line_no)}: malformed JSON ({exc.msg})") from None
-            yield line_no, row
 
 
 def _read_json(path: Path):
@@ -87,7 +76,7 @@ def load_pairs(source: str = BUNDLED, split: str = "train") -> list[dict]:
     path = bundled_sample_path() if source == BUNDLED else Path(source)
     if path.is_file():
         suffix = path.suffix.lower()
-        readers = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet}
+        readers = {".jsonl": iter_jsonl, ".json": _read_json, ".parquet": _read_parquet}
         if suffix not in readers:
             raise UserError(f"{path}: unsupported file type {suffix!r}; expected .jsonl, .json or .parquet")
         rows = readers[suffix](path)
