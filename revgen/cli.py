@@ -134,6 +134,29 @@ def curate(input_path, recipe, fmt, sets, output_dir) -> None:
     click.echo(json.dumps(stats["counts"]))
 
 
+@cli.command(name="eval")
+@recipe_opt
+@click.option("--adapter", help="Adapter dir from `revgen train` (default runs/backward).")
+@click.option("--data", help="Held-out Dolly-format pairs (default ADAPTER/heldout.jsonl).")
+@click.option("-o", "--output-dir", help="Where eval.json, eval.md and examples.jsonl go.")
+@click.option("--backend", type=click.Choice(["auto", "vllm", "transformers"]))
+@click.option("--max-rows", type=int)
+@click.option("--max-new-tokens", type=int)
+@click.option("--no-base", "no_base", is_flag=True, help="Skip the base-model comparison.")
+@set_opt
+def eval_cmd(recipe, sets, no_base, **flags) -> None:
+    """Compare generated instructions with gold ones, adapter vs base model, in one run."""
+    from revgen.evaluate import EvalConfig, evaluate, table
+
+    if flags.get("adapter") and not flags.get("data"):
+        flags["data"] = f"{flags['adapter']}/heldout.jsonl"
+    overrides = cfgmod.merge(flags, cfgmod.parse_overrides(sets))
+    if no_base:
+        overrides["compare_base"] = False
+    cfg = cfgmod.load(EvalConfig, "eval", recipe, overrides)
+    click.echo(table(evaluate(cfg)))
+
+
 def main() -> None:
     cli(prog_name="revgen")
 
