@@ -17,10 +17,11 @@ def test_there_are_recipes():
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_loads_strictly(recipe):
     from revgen.curate import CurateConfig
+    from revgen.evaluate import EvalConfig
     from revgen.synthesize import SynthConfig
 
     sections = cfgmod.read_recipe(recipe)
-    for name, cls in (("synthesize", SynthConfig), ("curate", CurateConfig)):
+    for name, cls in (("synthesize", SynthConfig), ("curate", CurateConfig), ("eval", EvalConfig)):
         if name in sections:
             assert cfgmod.to_dict(cfgmod.load(cls, name, recipe))  # every key known, nested ones too
     cfg = cfgmod.load(TrainConfig, "train", recipe)

@@ -30,6 +30,7 @@ def synth(adapter, corpus, out, backend, *extra):
            *extra]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout)["records"] >= 0  # stdout is data only: vLLM's logs go to stderr
     rows = list(shards.iter_records(out)) + list(shards.iter_records(out, dropped=True))
     return {r["id"]: r for r in rows}, json.loads((out / "run.json").read_text())
 

@@ -20,6 +20,7 @@ class VLLMGenerator(Generator):
 
     def load(self) -> "VLLMGenerator":
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries data only
         from vllm import LLM
 
         kwargs = {"model": self.model, "tokenizer": self.adapter or self.model, "max_model_len": self.max_model_len,
