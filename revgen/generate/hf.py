@@ -36,8 +36,6 @@ class HFGenerator(Generator):
             if self.merge:
                 model = model.merge_and_unload()
         self.hf_model = model.to(self.device).eval()
-        if self.options.get("compile"):
-            self.hf_model.forward = torch.compile(self.hf_model.forward, mode="reduce-overhead")
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         self.stop_ids = sorted({i for i in _ids(self.tokenizer.eos_token_id) + _ids(self.hf_model.generation_config.eos_token_id)})
