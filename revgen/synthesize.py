@@ -167,28 +167,18 @@ def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
             "environment": runinfo.device_info()}  # fmt: skip
     runinfo.write_json(out / "run.json", info)
 
-    generator = None
     segmenter = Segmenter(tokenizer, cfg.max_input_tokens, cfg.min_words)
     corpus_stats = CorpusStats()
     counts = {"duplicate_segments": 0}
     progress = Progress(cfg.corpus)
-    meta_base = {"model": base, "adapter_sha256": info["adapter_sha256"], "backend": backend,
-                 "sampling": sampling.as_dict()}  # fmt: skip
+    meta = {"model": base, "adapter_sha256": info["adapter_sha256"], "backend": backend, "sampling": sampling.as_dict()}
+    writer = _ShardWriter(cfg, shard_dir, template, tokenizer, sampling, (backend, base, adapter, merge), meta, progress)
     try:
-        shard, items = 0, []
-        for item in _items(cfg, segmenter, corpus_stats, counts, progress):
-            items.append(item)
-            if len(items) == cfg.shard_size:
-                generator = _do_shard(cfg, shard_dir, shard, items, template, tokenizer, sampling, generator,
-                                      (backend, base, adapter, merge), meta_base, progress)  # fmt: skip
-                shard, items = shard + 1, []
-        if items:
-            generator = _do_shard(cfg, shard_dir, shard, items, template, tokenizer, sampling, generator,
-                                  (backend, base, adapter, merge), meta_base, progress)  # fmt: skip
+        for index, items in enumerate(_chunks(_items(cfg, segmenter, corpus_stats, counts, progress), cfg.shard_size)):
+            writer.shard(index, items)
     finally:
         progress.close()
-        if generator is not None:
-            generator.close()
+        writer.close()
     info.update(status="complete", counts=_count(out, corpus_stats, segmenter, counts), wall_time_s=round(time.time() - started, 1),
                 generated_tokens_this_run=progress.tokens, tokens_per_s=progress.tokens_per_s())  # fmt: skip
     runinfo.write_json(out / "run.json", info)
@@ -196,29 +186,57 @@ def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
     return info
 
 
-def _do_shard(cfg, shard_dir, shard, items, template, tokenizer, sampling, generator, spec, meta_base, progress):
-    if shards.is_done(shard_dir, shard):
-        progress.skip(len(items))
-        return generator
-    complete = shards.recover(shard_dir, shard, lambda r: r["meta"]["segment_id"] if "meta" in r else r["segment_id"],
-                              cfg.num_candidates)  # fmt: skip
-    pending = [it for it in items if it[0] not in complete]
-    progress.skip(len(items) - len(pending))
-    if pending and generator is None:
-        generator = _load_generator(cfg, *spec)
-    kept_path, dropped_path, _ = shards.shard_paths(shard_dir, shard)
-    for start in range(0, len(pending), cfg.batch_size):
-        batch = pending[start : start + cfg.batch_size]
-        prompts = [encode_prompt(tokenizer, template.prompt(text)) for _, _, _, text in batch]
-        seeds = [segment_seed(cfg.seed, shard, unit) for unit, *_ in batch]
-        results = generator.generate(prompts, sampling, seeds)
+def _chunks(iterable, n: int):
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _unit(row: dict) -> str:
+    """The segment a shard line belongs to (records keep it under meta, dropped lines at top level)."""
+    return row["meta"]["segment_id"] if "meta" in row else row["segment_id"]
+
+
+class _ShardWriter:
+    """Generates and appends one shard at a time; the generator loads on the first pending work."""
+
+    def __init__(self, cfg, shard_dir, template, tokenizer, sampling, spec, meta, progress):
+        self.cfg, self.shard_dir, self.template, self.tokenizer = cfg, shard_dir, template, tokenizer
+        self.sampling, self.spec, self.meta, self.progress = sampling, spec, meta, progress
+        self.generator = None
+
+    def shard(self, index: int, items: list) -> None:
+        if shards.is_done(self.shard_dir, index):
+            self.progress.skip(len(items))
+            return
+        complete = shards.recover(self.shard_dir, index, _unit, self.cfg.num_candidates)
+        pending = [it for it in items if it[0] not in complete]
+        self.progress.skip(len(items) - len(pending))
+        kept_path, dropped_path, _ = shards.shard_paths(self.shard_dir, index)
+        for start in range(0, len(pending), self.cfg.batch_size):
+            kept, dropped = self._batch(index, pending[start : start + self.cfg.batch_size])
+            shards.append(kept_path, kept)
+            shards.append(dropped_path, dropped)
+        shards.mark_done(self.shard_dir, index)
+
+    def _batch(self, index: int, batch: list) -> tuple[list, list]:
+        if self.generator is None:
+            self.generator = _load_generator(self.cfg, *self.spec)
+        prompts = [encode_prompt(self.tokenizer, self.template.prompt(text)) for _, _, _, text in batch]
+        seeds = [segment_seed(self.cfg.seed, index, unit) for unit, *_ in batch]
+        results = self.generator.generate(prompts, self.sampling, seeds)
         kept, dropped = [], []
         for (unit, doc, seg, text), seed, cands in zip(batch, seeds, results):
             for k, c in enumerate(cands):
                 instruction = c.text.strip()
                 reason = "length" if c.finish_reason == "length" else ("empty" if not instruction else None)
                 meta = {"doc_id": doc.id, "segment_id": unit, "segment": seg, "candidate": k, "source": doc.source,
-                        **meta_base, "seed": seed, "finish_reason": c.finish_reason,
+                        **self.meta, "seed": seed, "finish_reason": c.finish_reason,
                         "prompt_tokens": c.prompt_tokens, "completion_tokens": c.n_tokens}  # fmt: skip
                 if reason:
                     dropped.append({"id": f"{unit}:{k}", "segment_id": unit, "reason": reason,
@@ -226,11 +244,12 @@ def _do_shard(cfg, shard_dir, shard, items, template, tokenizer, sampling, gener
                 else:
                     kept.append({"id": f"{unit}:{k}", "instruction": instruction, "input": "", "output": text,
                                  "meta": meta})  # fmt: skip
-        shards.append(kept_path, kept)
-        shards.append(dropped_path, dropped)
-        progress.update(len(batch), len(kept), sum(c.n_tokens for cands in results for c in cands))
-    shards.mark_done(shard_dir, shard)
-    return generator
+        self.progress.update(len(batch), len(kept), sum(c.n_tokens for cands in results for c in cands))
+        return kept, dropped
+
+    def close(self) -> None:
+        if self.generator is not None:
+            self.generator.close()
 
 
 def _load_generator(cfg, backend, base, adapter, merge):
