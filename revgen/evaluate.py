@@ -21,6 +21,7 @@ from revgen import runinfo
 from revgen.dedup import normalize
 from revgen.dolly import load_pairs
 from revgen.errors import UserError
+from revgen.models import adapter_base_model
 from revgen.prompts import encode_prompt, get_template
 
 METRICS = ("rouge_l", "cosine", "exact_match", "length_ratio", "passes_filters", "cut_by_length")
@@ -121,15 +122,13 @@ def _generate(cfg: EvalConfig, model: str, adapter: str | None, prompts: list[li
 def evaluate(cfg: EvalConfig) -> dict:
     from transformers import AutoTokenizer
 
-    from revgen.synthesize import _base_model
-
     adapter = Path(cfg.adapter)
     if not (adapter / "adapter_config.json").is_file():
         raise UserError(f"{adapter} is not an adapter directory from `revgen train`")
     rows = load_pairs(cfg.data)[: cfg.max_rows]
     template, tokenizer = get_template(str(adapter)), AutoTokenizer.from_pretrained(str(adapter))
     prompts = [encode_prompt(tokenizer, template.prompt(r["response"].strip())) for r in rows]
-    base = _base_model(cfg, adapter)
+    base = adapter_base_model(adapter, cfg.model)
     cosine = Cosine()
     systems = {"adapter": (base, str(adapter))} | ({"base": (base, None)} if cfg.compare_base else {})
     results, examples = {}, {}

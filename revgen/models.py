@@ -149,3 +149,18 @@ def load_tokenizer(model_ref: str):
                 "add one (e.g. '<pad>') to the tokenizer first"
             )
     return tok
+
+
+def adapter_base_model(adapter: str | Path, override: str | None = None) -> str:
+    """The base model an adapter dir belongs on: ``override``, else run.json's resolved
+    ``base_model`` (if it still exists), else adapter_config.json's ``base_model_name_or_path``."""
+    import json
+
+    if override:
+        return resolve_model(override)
+    adapter = Path(adapter)
+    run = adapter / "run.json"
+    base = json.loads(run.read_text()).get("base_model") if run.exists() else None
+    if not base or not Path(base).exists():
+        base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    return resolve_model(base)

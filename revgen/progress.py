@@ -35,7 +35,7 @@ class Progress:
         self.bar = tqdm(total=estimate_documents(source), unit="doc", file=sys.stderr, dynamic_ncols=True,
                         disable=disable, desc="synthesize")  # fmt: skip
         self.start = time.time()
-        self.records = self.tokens = self.segments = self.skipped = 0
+        self.records = self.tokens = self.skipped = 0
 
     def document(self) -> None:
         self.bar.update(1)
@@ -43,8 +43,7 @@ class Progress:
     def skip(self, n: int) -> None:
         self.skipped += n
 
-    def update(self, segments: int, records: int, tokens: int) -> None:
-        self.segments += segments
+    def update(self, records: int, tokens: int) -> None:
         self.records += records
         self.tokens += tokens
         dt = max(time.time() - self.start, 1e-9)

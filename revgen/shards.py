@@ -48,39 +48,39 @@ def shard_paths(shard_dir: Path, index: int) -> tuple[Path, Path, Path]:
     return stem.with_suffix(".jsonl"), Path(f"{stem}.dropped.jsonl"), stem.with_suffix(".done")
 
 
-def _read_lines(path: Path) -> list[dict]:
-    """Parsed lines; a torn (unterminated or unparsable) tail from a crash is ignored."""
+def _read(path: Path) -> tuple[list[dict], bool]:
+    """Parsed lines and whether the file ended cleanly (False: a torn tail from a crash, ignored)."""
     if not path.exists():
-        return []
+        return [], True
     rows = []
     with path.open(encoding="utf-8") as fh:
         for line in fh:
             if not line.endswith("\n"):
-                break
+                return rows, False
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
-                break
-    return rows
+                return rows, False
+    return rows, True
+
+
+def _read_lines(path: Path) -> list[dict]:
+    return _read(path)[0]
 
 
 def recover(shard_dir: Path, index: int, unit_key, per_unit: int) -> set:
     """Units already complete in shard ``index``; rewrites its files without partial units."""
     kept, dropped, _ = shard_paths(shard_dir, index)
-    rows = {p: _read_lines(p) for p in (kept, dropped)}
-    counts = Counter(unit_key(r) for p in rows for r in rows[p])
+    read = {p: _read(p) for p in (kept, dropped)}
+    counts = Counter(unit_key(r) for lines, _ in read.values() for r in lines)
     complete = {u for u, c in counts.items() if c >= per_unit}
-    for path, lines in rows.items():
+    for path, (lines, clean) in read.items():
         good = [r for r in lines if unit_key(r) in complete]
-        if path.exists() and (len(good) != len(lines) or path.stat().st_size != _size(lines)):
+        if len(good) != len(lines) or not clean:
             tmp = path.with_suffix(".tmp")
             tmp.write_text("".join(dumps(r) for r in good), encoding="utf-8")
             os.replace(tmp, path)
     return complete
-
-
-def _size(lines: list[dict]) -> int:
-    return sum(len(dumps(r).encode("utf-8")) for r in lines)
 
 
 def dumps(row: dict) -> str:

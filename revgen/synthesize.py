@@ -23,6 +23,7 @@ from revgen import runinfo, shards
 from revgen.corpus import CorpusStats, read_documents
 from revgen.errors import UserError
 from revgen.generate import Sampling, get_generator, resolve_backend
+from revgen.models import adapter_base_model
 from revgen.progress import Progress
 from revgen.prompts import encode_prompt, get_template
 from revgen.segment import Segmenter
@@ -88,18 +89,6 @@ def _prepare_dir(out: Path, cfg: SynthConfig) -> dict | None:
     return None
 
 
-def _base_model(cfg: SynthConfig, adapter: Path) -> str:
-    from revgen.models import resolve_model
-
-    if cfg.model:
-        return resolve_model(cfg.model)
-    run = adapter / "run.json"
-    base = json.loads(run.read_text()).get("base_model") if run.exists() else None
-    if not base or not Path(base).exists():
-        base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
-    return resolve_model(base)
-
-
 def _merged_dir(adapter: Path, base: str) -> Path:
     """A merged bf16 copy of base + adapter, cached by adapter hash (made once, under a lock)."""
     from revgen.models import cache_dir, file_lock
@@ -158,7 +147,7 @@ def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(str(adapter))
     backend = resolve_backend(cfg.backend)
     merge = (not torch.cuda.is_available()) if cfg.merge == "auto" else bool(cfg.merge)
-    base = _base_model(cfg, adapter)
+    base = adapter_base_model(adapter, cfg.model)
     sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.num_candidates)
     info = {"command": "synthesize", "status": "running", "config": cfgmod.to_dict(cfg),
             "resume_hash": resume_hash(cfg), "base_model": base, "adapter": str(adapter),
@@ -244,7 +233,7 @@ class _ShardWriter:
                 else:
                     kept.append({"id": f"{unit}:{k}", "instruction": instruction, "input": "", "output": text,
                                  "meta": meta})  # fmt: skip
-        self.progress.update(len(batch), len(kept), sum(c.n_tokens for cands in results for c in cands))
+        self.progress.update(len(kept), sum(c.n_tokens for cands in results for c in cands))
         return kept, dropped
 
     def close(self) -> None:

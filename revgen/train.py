@@ -22,7 +22,7 @@ from revgen.dolly import BUNDLED, data_hash, load_pairs
 from revgen.errors import UserError
 from revgen.models import DEFAULT_MODEL, load_tokenizer, resolve_model
 from revgen.pairs import build_pairs
-from revgen.prompts import get_template
+from revgen.prompts import TEMPLATE_FILE, get_template
 from revgen.throughput import ThroughputCallback
 
 log = logging.getLogger(__name__)
@@ -269,8 +269,7 @@ def merge_adapter(adapter_dir: str | Path, base: str | None = None, out: str | P
     model.save_pretrained(out)
     has_tokenizer = (adapter_dir / "tokenizer_config.json").exists()  # revgen adapters carry theirs
     AutoTokenizer.from_pretrained(str(adapter_dir) if has_tokenizer else base).save_pretrained(out)
-    for name in ("template.txt",):
-        if (adapter_dir / name).exists():
-            (out / name).write_bytes((adapter_dir / name).read_bytes())
+    if (adapter_dir / TEMPLATE_FILE).exists():
+        (out / TEMPLATE_FILE).write_bytes((adapter_dir / TEMPLATE_FILE).read_bytes())
     log.info("merged bf16 model written to %s", out)
     return out

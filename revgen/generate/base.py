@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from revgen.errors import UserError
 
-log = logging.getLogger(__name__)
 BACKENDS = ("auto", "vllm", "transformers")
 
 
