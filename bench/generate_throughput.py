@@ -103,8 +103,9 @@ def variant(name, model_dir, adapter, merged, prompts, args):
         return timed(hf_loop(model, prompts, 128), len(prompts) * NEW) | {"batch": 128}
     from revgen.generate import Sampling, get_generator
 
-    opts = {"revgen": {}, "revgen-static": {"generate_kwargs": {"cache_implementation": "static"}},
-            "revgen-sdpa": {"attn_implementation": "sdpa"}}[name]  # fmt: skip
+    static = {"generate_kwargs": {"cache_implementation": "static"}}
+    opts = {"revgen": {}, "revgen-static": static, "revgen-sdpa": {"attn_implementation": "sdpa"},
+            "revgen-static-sdpa": {**static, "attn_implementation": "sdpa"}}[name]  # fmt: skip
     gen = get_generator("transformers", str(merged), None, dtype="bfloat16", batch_size=args.batch, options=opts).load()
     sampling = Sampling(temperature=0.0, max_new_tokens=NEW, ignore_eos=True)
     gen.generate(prompts[: args.batch], sampling, [0] * args.batch)  # warm-up (and compile, if any)

@@ -1,4 +1,4 @@
-"""The transformers backend: sdpa_gqa matches sdpa, bucketing keeps the caller's order."""
+"""The transformers backend: sdpa_gqa matches sdpa, bucketing keeps the caller's order, attention per device."""
 
 import pytest
 import torch
@@ -44,3 +44,15 @@ def test_length_bucketing_returns_results_in_caller_order(base_model, prompts):
     assert [c[0].text for c in batched] == [c[0].text for c in single]
     fixed = gen.generate(prompts, Sampling(temperature=0.0, max_new_tokens=5, ignore_eos=True), [0, 0, 0])
     assert all(c[0].n_tokens == 5 and c[0].finish_reason == "length" for c in fixed)
+
+
+def test_attention_choice_per_device_and_head_layout():
+    from transformers import LlamaConfig
+
+    from revgen.generate.attention import choose
+
+    mha = LlamaConfig(num_attention_heads=32, num_key_value_heads=32)
+    gqa = LlamaConfig(num_attention_heads=32, num_key_value_heads=8)
+    assert choose(mha, cuda=True) == "sdpa"  # transformers' sdpa: no KV copy without groups
+    assert choose(gqa, cuda=True) == "sdpa_gqa"  # would otherwise repeat_kv the cache every step
+    assert choose(mha, cuda=False) == choose(gqa, cuda=False) == "sdpa_gqa"

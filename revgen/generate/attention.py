@@ -4,6 +4,11 @@ transformers' ``sdpa`` copies every layer's KV cache ``num_key_value_groups`` ti
 step (``repeat_kv``) whenever an attention mask is present, which left-padded batch generation
 always has. On CPU that copy was 59% of decode time for SmolLM2 (9 query / 3 KV heads, batch 64).
 torch's SDPA takes ``enable_gqa=True`` with a mask, so nothing is copied.
+
+On CUDA, decode goes to SDPA itself (cuDNN reads a masked cache at 0.87-1.0x copy bandwidth on
+an H200, bench/attention_decode.py), and models without grouped heads use transformers' own
+``sdpa``, which compiles into the static-cache CUDA graph best (7,117 vs 4,676 tokens/s for a
+Llama-2-7B shape; bench/RESULTS.md). :func:`choose` makes that call.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ def sdpa_gqa_forward(module, query, key, value, attention_mask, dropout=0.0, sca
     if attention_mask is not None and attention_mask.dim() == 4:
         attention_mask = attention_mask[:, :, :, : key.shape[-2]]
     groups = getattr(module, "num_key_value_groups", 1)
-    if query.shape[2] == 1 and not module.training:
+    if query.shape[2] == 1 and not module.training and not query.is_cuda:
         return _decode(query, key, value, attention_mask, groups, scaling), None
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     causal = query.shape[2] > 1 and attention_mask is None and causal
@@ -52,3 +57,12 @@ def register() -> str:
     AttentionInterface.register(NAME, sdpa_gqa_forward)
     AttentionMaskInterface.register(NAME, sdpa_mask)
     return NAME
+
+
+def choose(config, cuda: bool) -> str:
+    """The attention implementation for generation: ``sdpa`` for plain multi-head models on CUDA,
+    else ``sdpa_gqa`` (registered here)."""
+    heads = getattr(config, "num_attention_heads", None)
+    if cuda and heads and getattr(config, "num_key_value_heads", heads) == heads:
+        return "sdpa"
+    return register()

@@ -1,8 +1,9 @@
 """transformers backend: batched ``generate`` with left padding and length-bucketed batches.
 
 Prompts are sorted by length and cut into batches, so each batch pads to a similar length and no
-compute is wasted on padding; results come back in the caller's order. Attention is
-``sdpa_gqa`` (see attention.py): decode steps without copying the KV cache per query group.
+compute is wasted on padding; results come back in the caller's order. Attention comes from
+attention.choose: decode steps without copying the KV cache per query group, the fastest kernel
+per device.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ class HFGenerator(Generator):
 
     def load(self) -> "HFGenerator":
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         cuda = torch.cuda.is_available()
         dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if cuda else "float32")
         self.device = "cuda" if cuda else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(self.adapter or self.model)
-        attn = self.options.get("attn_implementation") or attention.register()
+        attn = self.options.get("attn_implementation") or attention.choose(AutoConfig.from_pretrained(self.model), cuda)
         model = AutoModelForCausalLM.from_pretrained(self.model, dtype=getattr(torch, dtype), attn_implementation=attn,
                                                      **self.options.get("model_kwargs", {}))  # fmt: skip
         if self.adapter:
