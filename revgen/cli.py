@@ -16,6 +16,19 @@ set_opt = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                        help="Override any config key, e.g. --set lora.r=8 --set trainer.max_steps=10.")  # fmt: skip
 
 
+license_opt = click.option("--license", "license_", help="Dataset license (default: the corpus card's `license`).")
+language_opt = click.option("--language", "languages", multiple=True, help="ISO 639-1 code (repeatable).")
+push_opt = click.option("--push-to-hub", "push_to", metavar="REPO_ID", help="Then push the output to this Hub dataset.")
+private_opt = click.option("--private", is_flag=True, help="Create the Hub repo private.")
+
+
+def _push(path, repo_id, private=False, license_=None, languages=()) -> None:
+    from revgen.hub import push
+
+    info = push(path, repo_id, private=private, license=license_, language=list(languages) or None)
+    click.echo(f"pushed {info['rows']} rows: {info['url']}", err=True)
+
+
 def setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose >= 0 else logging.WARNING
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -101,8 +114,11 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, **flags) -> None:
 @click.option("--batch-size", type=int, help="Prompts per generate call (output flushed after each).")
 @click.option("--threads", type=int)
 @click.option("--overwrite", is_flag=True, default=None, help="Replace a previous run with another config.")
+@push_opt
+@private_opt
+@license_opt
 @set_opt
-def synthesize(recipe, sets, greedy, **flags) -> None:
+def synthesize(recipe, sets, greedy, push_to, private, license_, **flags) -> None:
     """Generate instructions for CORPUS (file, folder or Hub id) with the backward model."""
     from revgen.synthesize import SynthConfig
     from revgen.synthesize import synthesize as run
@@ -114,6 +130,8 @@ def synthesize(recipe, sets, greedy, **flags) -> None:
     info = run(cfg)
     click.echo(json.dumps(info["counts"]))
     click.echo(f"records: {cfg.output_dir}/shards", err=True)
+    if push_to:
+        _push(cfg.output_dir, push_to, private, license_)
 
 
 @cli.command()
@@ -121,8 +139,11 @@ def synthesize(recipe, sets, greedy, **flags) -> None:
 @recipe_opt
 @click.option("-o", "--output-dir", help="Where dataset.jsonl, rejected.jsonl and stats.json go.")
 @click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "messages", "prompt-completion"]))
+@push_opt
+@private_opt
+@license_opt
 @set_opt
-def curate(input_path, recipe, fmt, sets, output_dir) -> None:
+def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_) -> None:
     """Filter and deduplicate synthesized records (a synthesize dir or a .jsonl) into a dataset."""
     from revgen.curate import CurateConfig, counts_table
     from revgen.curate import curate as run
@@ -132,6 +153,37 @@ def curate(input_path, recipe, fmt, sets, output_dir) -> None:
     stats = run(cfg)
     click.echo(counts_table(stats["counts"]), err=True)
     click.echo(json.dumps(stats["counts"]))
+    if push_to:
+        _push(cfg.output_dir, push_to, private, license_)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@license_opt
+@language_opt
+@click.option("--pretty-name", help="Card title (default from the dir name).")
+@click.option("--repo-id", help="Hub id the card's load snippet should name.")
+@click.option("--template", type=click.Path(exists=True, dir_okay=False), help="Your own card template (Jinja).")
+def card(path, license_, languages, pretty_name, repo_id, template) -> None:
+    """Write PATH/README.md, a dataset card filled from the run's stats.json / run.json."""
+    from revgen.card import write
+
+    out = write(path, license=license_, language=list(languages) or None, pretty_name=pretty_name, repo_id=repo_id,
+                template=template)  # fmt: skip
+    click.echo(str(out))
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--repo-id", required=True, help="Hub dataset id, user/name or org/name.")
+@private_opt
+@license_opt
+@language_opt
+def push(path, repo_id, private, license_, languages) -> None:
+    """Upload a curated dataset (or synthesize run) and its card to the Hub: data first, then the card.
+
+    The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT picks another Hub."""
+    _push(path, repo_id, private, license_, languages)
 
 
 @cli.command(name="eval")
