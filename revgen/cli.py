@@ -114,6 +114,10 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, **flags) -> None:
 @click.option("--batch-size", type=int, help="Prompts per generate call (output flushed after each).")
 @click.option("--threads", type=int)
 @click.option("--overwrite", is_flag=True, default=None, help="Replace a previous run with another config.")
+@click.option("--data-parallel", type=int, help="Engine processes on this machine, one per GPU (disjoint shards).")
+@click.option("--engine", "executor", type=click.Choice(["local", "ray"]),
+              help="local processes, or Ray (Ray Data + an actor pool); recipe key: executor.")
+@click.option("--ray-address", help="An existing Ray cluster (default: start a local one).")
 @push_opt
 @private_opt
 @license_opt

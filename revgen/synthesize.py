@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import xxhash
@@ -30,7 +30,8 @@ from revgen.segment import Segmenter
 
 log = logging.getLogger(__name__)
 # Knobs that change speed or scope of work, not what a record says: a resume may change them.
-RESUMABLE = {"overwrite", "threads", "batch_size", "micro_batch_size"}
+RESUMABLE = {"overwrite", "threads", "batch_size", "micro_batch_size", "data_parallel", "executor", "ray_address",
+             "max_restarts"}  # fmt: skip
 
 
 @dataclass
@@ -61,6 +62,10 @@ class SynthConfig:
     threads: int | None = None
     overwrite: bool = False
     engine: dict = field(default_factory=dict)  # extra options for the backend (vLLM LLM kwargs)
+    data_parallel: int = 1  # engine processes on this machine, one per GPU (shard i -> process i % N)
+    executor: str = "local"  # local | ray (Ray Data reads the corpus, an actor pool generates)
+    ray_address: str | None = None  # an existing Ray cluster; default: start a local one
+    max_restarts: int = 2  # a dead data-parallel worker is restarted this often, then the run stops
 
 
 def resume_hash(cfg: SynthConfig) -> str:
@@ -129,50 +134,95 @@ def synthesize(cfg: SynthConfig) -> dict:
     adapter = Path(cfg.adapter)
     if not (adapter / "adapter_config.json").is_file():
         raise UserError(f"{adapter} is not an adapter directory from `revgen train` (no adapter_config.json)")
+    if cfg.executor not in ("local", "ray"):
+        raise UserError(f"executor must be 'local' or 'ray', got {cfg.executor!r}")
+    if cfg.data_parallel < 1:
+        raise UserError(f"data_parallel must be at least 1, got {cfg.data_parallel}")
     out = Path(cfg.output_dir)
     runinfo.set_threads(cfg.threads)
     with shards.DirLock(out):
         return _run(cfg, adapter, out)
 
 
-def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
-    import torch
-    from transformers import AutoTokenizer
+@dataclass
+class Context:
+    """What every process of a run shares: the adapter's template and tokenizer, backend, sampling."""
 
+    cfg: SynthConfig
+    adapter: Path
+    template: object
+    tokenizer: object
+    backend: str
+    merge: bool
+    base: str
+    sampling: Sampling
+    adapter_sha256: str
+
+    @classmethod
+    def build(cls, cfg: SynthConfig) -> "Context":
+        import torch
+        from transformers import AutoTokenizer
+
+        adapter = Path(cfg.adapter)
+        merge = (not torch.cuda.is_available()) if cfg.merge == "auto" else bool(cfg.merge)
+        sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.num_candidates)
+        return cls(cfg, adapter, get_template(str(adapter)), AutoTokenizer.from_pretrained(str(adapter)),
+                   resolve_backend(cfg.backend), merge, adapter_base_model(adapter, cfg.model), sampling,
+                   runinfo.dir_hash(adapter))  # fmt: skip
+
+    @property
+    def meta(self) -> dict:
+        return {"model": self.base, "adapter_sha256": self.adapter_sha256, "backend": self.backend,
+                "sampling": self.sampling.as_dict()}  # fmt: skip
+
+    def segmenter(self) -> Segmenter:
+        return Segmenter(self.tokenizer, self.cfg.max_input_tokens, self.cfg.min_words)
+
+
+def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
     started = time.time()
     _prepare_dir(out, cfg)
-    shard_dir = out / "shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    template = get_template(str(adapter))  # the exact template the adapter was trained with
-    tokenizer = AutoTokenizer.from_pretrained(str(adapter))
-    backend = resolve_backend(cfg.backend)
-    merge = (not torch.cuda.is_available()) if cfg.merge == "auto" else bool(cfg.merge)
-    base = adapter_base_model(adapter, cfg.model)
-    sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.num_candidates)
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    ctx = Context.build(cfg)
     info = {"command": "synthesize", "status": "running", "config": cfgmod.to_dict(cfg),
-            "resume_hash": resume_hash(cfg), "base_model": base, "adapter": str(adapter),
-            "adapter_sha256": runinfo.dir_hash(adapter), "backend": backend, "merged": merge,
-            "template": template.text, "sampling": sampling.as_dict(), "versions": runinfo.versions(),
+            "resume_hash": resume_hash(cfg), "base_model": ctx.base, "adapter": str(adapter),
+            "adapter_sha256": ctx.adapter_sha256, "backend": ctx.backend, "merged": ctx.merge,
+            "template": ctx.template.text, "sampling": ctx.sampling.as_dict(), "versions": runinfo.versions(),
             "environment": runinfo.device_info()}  # fmt: skip
     runinfo.write_json(out / "run.json", info)
-
-    segmenter = Segmenter(tokenizer, cfg.max_input_tokens, cfg.min_words)
-    corpus_stats = CorpusStats()
-    counts = {"duplicate_segments": 0}
-    progress = Progress(cfg.corpus)
-    meta = {"model": base, "adapter_sha256": info["adapter_sha256"], "backend": backend, "sampling": sampling.as_dict()}
-    writer = _ShardWriter(cfg, shard_dir, template, tokenizer, sampling, (backend, base, adapter, merge), meta, progress)
-    try:
-        for index, items in enumerate(_chunks(_items(cfg, segmenter, corpus_stats, counts, progress), cfg.shard_size)):
-            writer.shard(index, items)
-    finally:
-        progress.close()
-        writer.close()
-    info.update(status="complete", counts=_count(out, corpus_stats, segmenter, counts), wall_time_s=round(time.time() - started, 1),
-                generated_tokens_this_run=progress.tokens, tokens_per_s=progress.tokens_per_s())  # fmt: skip
+    if cfg.executor == "ray":
+        from revgen.raysynth import run_ray as runner
+    elif cfg.data_parallel > 1:
+        from revgen.parallel import run_data_parallel as runner
+    else:
+        runner = work
+    passed = runner(ctx, out)
+    info.update(status="complete", counts=_count(out, passed), wall_time_s=round(time.time() - started, 1),
+                generated_tokens_this_run=passed["tokens"],
+                tokens_per_s=passed["tokens"] / max(time.time() - started, 1e-9))  # fmt: skip
+    if "workers" in passed:
+        info["workers"] = passed["workers"]  # data-parallel: tokens and restarts per worker
     runinfo.write_json(out / "run.json", info)
     log.info("synthesis complete: %s", info["counts"])
     return info
+
+
+def work(ctx: Context, out: Path, rank: int = 0, world: int = 1, progress: Progress | None = None) -> dict:
+    """Generate this process's shards (index % world == rank); returns what the corpus pass counted."""
+    cfg, segmenter, corpus_stats, counts = ctx.cfg, ctx.segmenter(), CorpusStats(), {"duplicate_segments": 0}
+    progress = progress or Progress(cfg.corpus)
+    writer = _ShardWriter(ctx, out / "shards", progress)
+    try:
+        for index, items in enumerate(_chunks(_items(cfg, segmenter, corpus_stats, counts, progress), cfg.shard_size)):
+            if index % world == rank:
+                writer.shard(index, items)
+            else:
+                progress.skip(len(items))
+    finally:
+        progress.close()
+        writer.close()
+    return {"corpus": asdict(corpus_stats), "segments": vars(segmenter.stats), "counts": counts,
+            "tokens": progress.tokens}  # fmt: skip
 
 
 def _chunks(iterable, n: int):
@@ -194,54 +244,68 @@ def _unit(row: dict) -> str:
 class _ShardWriter:
     """Generates and appends one shard at a time; the generator loads on the first pending work."""
 
-    def __init__(self, cfg, shard_dir, template, tokenizer, sampling, spec, meta, progress):
-        self.cfg, self.shard_dir, self.template, self.tokenizer = cfg, shard_dir, template, tokenizer
-        self.sampling, self.spec, self.meta, self.progress = sampling, spec, meta, progress
+    def __init__(self, ctx: Context, shard_dir: Path, progress):
+        self.ctx, self.shard_dir, self.progress = ctx, shard_dir, progress
         self.generator = None
 
     def shard(self, index: int, items: list) -> None:
-        if shards.is_done(self.shard_dir, index):
-            self.progress.skip(len(items))
-            return
-        complete = shards.recover(self.shard_dir, index, _unit, self.cfg.num_candidates)
-        pending = [it for it in items if it[0] not in complete]
-        self.progress.skip(len(items) - len(pending))
-        kept_path, dropped_path, _ = shards.shard_paths(self.shard_dir, index)
-        for start in range(0, len(pending), self.cfg.batch_size):
-            kept, dropped = self._batch(index, pending[start : start + self.cfg.batch_size])
-            shards.append(kept_path, kept)
-            shards.append(dropped_path, dropped)
-        shards.mark_done(self.shard_dir, index)
-
-    def _batch(self, index: int, batch: list) -> tuple[list, list]:
-        if self.generator is None:
-            self.generator = _load_generator(self.cfg, *self.spec)
-        prompts = [encode_prompt(self.tokenizer, self.template.prompt(text)) for _, _, _, text in batch]
-        seeds = [segment_seed(self.cfg.seed, index, unit) for unit, *_ in batch]
-        results = self.generator.generate(prompts, self.sampling, seeds)
-        kept, dropped = [], []
-        for (unit, doc, seg, text), seed, cands in zip(batch, seeds, results):
-            for k, c in enumerate(cands):
-                instruction = c.text.strip()
-                reason = "length" if c.finish_reason == "length" else ("empty" if not instruction else None)
-                meta = {"doc_id": doc.id, "segment_id": unit, "segment": seg, "candidate": k, "source": doc.source,
-                        **self.meta, "seed": seed, "finish_reason": c.finish_reason,
-                        "prompt_tokens": c.prompt_tokens, "completion_tokens": c.n_tokens}  # fmt: skip
-                if reason:
-                    dropped.append({"id": f"{unit}:{k}", "segment_id": unit, "reason": reason,
-                                    "instruction": c.text, "meta": meta})  # fmt: skip
-                else:
-                    kept.append({"id": f"{unit}:{k}", "instruction": instruction, "input": "", "output": text,
-                                 "meta": meta})  # fmt: skip
-        self.progress.update(len(kept), sum(c.n_tokens for cands in results for c in cands))
-        return kept, dropped
+        batches = pending_batches(self.ctx.cfg, self.shard_dir, index, items, self.progress)
+        for batch in batches or []:
+            if self.generator is None:
+                self.generator = load_generator(self.ctx)
+            kept, dropped, tokens = generate_batch(self.ctx, self.generator, index, batch)
+            write_batch(self.shard_dir, index, kept, dropped)
+            self.progress.update(len(kept), tokens)
+        if batches is not None:
+            shards.mark_done(self.shard_dir, index)
 
     def close(self) -> None:
         if self.generator is not None:
             self.generator.close()
 
 
-def _load_generator(cfg, backend, base, adapter, merge):
+def pending_batches(cfg: SynthConfig, shard_dir: Path, index: int, items: list, progress) -> list | None:
+    """The batches shard ``index`` still needs (None: the shard is done); partial units are cut away."""
+    if shards.is_done(shard_dir, index):
+        progress.skip(len(items))
+        return None
+    complete = shards.recover(shard_dir, index, _unit, cfg.num_candidates)
+    pending = [it for it in items if it[0] not in complete]
+    progress.skip(len(items) - len(pending))
+    return [pending[i : i + cfg.batch_size] for i in range(0, len(pending), cfg.batch_size)]
+
+
+def write_batch(shard_dir: Path, index: int, kept: list, dropped: list) -> None:
+    kept_path, dropped_path, _ = shards.shard_paths(shard_dir, index)
+    shards.append(kept_path, kept)
+    shards.append(dropped_path, dropped)
+
+
+def generate_batch(ctx: Context, generator, index: int, batch: list) -> tuple[list, list, int]:
+    """Records and dropped lines for one batch of (unit, doc, segment, text) items, and tokens generated."""
+    cfg, template, meta_base = ctx.cfg, ctx.template, ctx.meta
+    prompts = [encode_prompt(ctx.tokenizer, template.prompt(text)) for _, _, _, text in batch]
+    seeds = [segment_seed(cfg.seed, index, unit) for unit, *_ in batch]
+    results = generator.generate(prompts, ctx.sampling, seeds)
+    kept, dropped = [], []
+    for (unit, doc, seg, text), seed, cands in zip(batch, seeds, results):
+        for k, c in enumerate(cands):
+            instruction = c.text.strip()
+            reason = "length" if c.finish_reason == "length" else ("empty" if not instruction else None)
+            meta = {"doc_id": doc.id, "segment_id": unit, "segment": seg, "candidate": k, "source": doc.source,
+                    **meta_base, "seed": seed, "finish_reason": c.finish_reason,
+                    "prompt_tokens": c.prompt_tokens, "completion_tokens": c.n_tokens}  # fmt: skip
+            if reason:
+                dropped.append({"id": f"{unit}:{k}", "segment_id": unit, "reason": reason,
+                                "instruction": c.text, "meta": meta})  # fmt: skip
+            else:
+                kept.append({"id": f"{unit}:{k}", "instruction": instruction, "input": "", "output": text,
+                             "meta": meta})  # fmt: skip
+    return kept, dropped, sum(c.n_tokens for cands in results for c in cands)
+
+
+def load_generator(ctx: Context):
+    cfg, backend, base, adapter, merge = ctx.cfg, ctx.backend, ctx.base, ctx.adapter, ctx.merge
     model, lora = (str(_merged_dir(adapter, base)), None) if merge and backend == "vllm" else (base, str(adapter))
     max_len = cfg.engine.get("max_model_len") or cfg.max_input_tokens + 256 + cfg.max_new_tokens
     options = {k: v for k, v in cfg.engine.items() if k != "max_model_len"}
@@ -250,12 +314,13 @@ def _load_generator(cfg, backend, base, adapter, merge):
     return gen.load()
 
 
-def _count(out: Path, corpus_stats: CorpusStats, segmenter: Segmenter, counts: dict) -> dict:
+def _count(out: Path, passed: dict) -> dict:
     from collections import Counter
 
     records = sum(1 for _ in shards.iter_records(out))
     reasons = Counter(r["reason"] for r in shards.iter_records(out, dropped=True))
-    return {"documents": corpus_stats.documents, "bad_rows": corpus_stats.bad_rows,
-            "bad_row_examples": corpus_stats.bad_row_examples, **vars(segmenter.stats), **counts,
+    corpus = passed["corpus"]
+    return {"documents": corpus["documents"], "bad_rows": corpus["bad_rows"],
+            "bad_row_examples": corpus["bad_row_examples"], **passed["segments"], **passed["counts"],
             "records": records, **{f"dropped/{k}": v for k, v in sorted(reasons.items())},
             "shards": len(list((out / "shards").glob("*.done")))}  # fmt: skip
