@@ -52,10 +52,11 @@ def gpu_adapter(workdir: Path) -> Path:
     return adapter
 
 
-def records(out: Path) -> list[str]:
+def generations(out: Path) -> dict:
+    """Segment-candidate id -> generated instruction, kept and dropped alike."""
     from revgen import shards
 
-    return sorted(json.dumps(r, sort_keys=True) for r in shards.iter_records(out))
+    return {r["id"]: r["instruction"] for dropped in (False, True) for r in shards.iter_records(out, dropped)}
 
 
 def main():
@@ -92,16 +93,21 @@ def main():
         row = {"processes": n, "engine": args.engine, "wall_s": round(wall, 1), "segments": info["counts"]["segments"],
                "records": info["counts"]["records"], "generated_tokens": tokens,
                "segments_per_s": round(info["counts"]["segments"] / wall, 2), "tokens_per_s": round(tokens / wall, 1)}  # fmt: skip
-        recs = records(out)
-        base = base or (row, recs)
-        row["same_records_as_first"] = recs == base[1]
-        row["efficiency"] = round(row["segments_per_s"] / (n / base[0]["processes"] * base[0]["segments_per_s"]), 3)
+        gens = generations(out)
+        row["generate_s"] = info.get("generate_s")
+        row["generate_tokens_per_s"] = info.get("generate_tokens_per_s")
+        base = base or (row, gens)
+        row["same_generations_as_first"] = round(sum(gens.get(k) == v for k, v in base[1].items()) / len(base[1]), 4)
+        ref = n / base[0]["processes"]
+        row["efficiency"] = round(row["segments_per_s"] / (ref * base[0]["segments_per_s"]), 3)
+        if row["generate_tokens_per_s"] and base[0]["generate_tokens_per_s"]:
+            row["efficiency_generation"] = round(row["generate_tokens_per_s"] / (ref * base[0]["generate_tokens_per_s"]), 3)
         results.append(row)
         print("RESULT " + json.dumps(row), flush=True)
     for r in results:
         print(f"{r['engine']:<6} N={r['processes']}  {r['segments_per_s']:>8} segments/s  {r['tokens_per_s']:>9} tok/s  "
-              f"wall {r['wall_s']:>7}s  "
-              f"efficiency {r['efficiency']:.2f}  same records: {r['same_records_as_first']}", file=sys.stderr)  # fmt: skip
+              f"wall {r['wall_s']:>7}s  efficiency {r['efficiency']:.2f} (generation alone "
+              f"{r.get('efficiency_generation')})  same generations: {r['same_generations_as_first']}", file=sys.stderr)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 from revgen import shards
@@ -75,8 +76,10 @@ class _Generate:
         for payload in batch["payload"]:
             job = json.loads(payload)
             items = [(u, Document(d, "", s), seg, t) for u, d, s, seg, t in job["items"]]
+            t = time.perf_counter()
             kept, dropped, tokens = generate_batch(self.ctx, self.generator, job["index"], items)
-            out["payload"].append(json.dumps({"index": job["index"], "kept": kept, "dropped": dropped, "tokens": tokens}))
+            out["payload"].append(json.dumps({"index": job["index"], "kept": kept, "dropped": dropped, "tokens": tokens,
+                                              "generate_s": time.perf_counter() - t}))  # fmt: skip
         return out
 
 
@@ -110,7 +113,7 @@ def run_ray(ctx, out: Path) -> dict:
             remaining[index] = remaining.get(index, 0) + 1
             jobs.append({"payload": json.dumps({"index": index, "items": [(u, d.id, d.source, s, t)
                                                                           for u, d, s, t in batch]})})  # fmt: skip
-    passed["tokens"] = 0
+    passed["tokens"], busy = 0, 0.0
     if jobs:
         gpus = 1 if torch.cuda.is_available() else 0
         generated = ray.data.from_items(jobs).map_batches(
@@ -126,6 +129,8 @@ def run_ray(ctx, out: Path) -> dict:
                 shards.mark_done(shard_dir, res["index"])
             progress.update(len(res["kept"]), res["tokens"])
             passed["tokens"] += res["tokens"]
+            busy += res["generate_s"]
+        passed["generate_s"] = round(busy / cfg.data_parallel, 2)  # actors generate side by side
     progress.close()
     return passed
 

@@ -200,6 +200,8 @@ def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
     info.update(status="complete", counts=_count(out, passed), wall_time_s=round(time.time() - started, 1),
                 generated_tokens_this_run=passed["tokens"],
                 tokens_per_s=passed["tokens"] / max(time.time() - started, 1e-9))  # fmt: skip
+    if passed.get("generate_s"):  # steady-state rate: generated tokens / time inside the generator
+        info.update(generate_s=passed["generate_s"], generate_tokens_per_s=round(passed["tokens"] / passed["generate_s"], 1))
     if "workers" in passed:
         info["workers"] = passed["workers"]  # data-parallel: tokens and restarts per worker
     runinfo.write_json(out / "run.json", info)
@@ -222,7 +224,7 @@ def work(ctx: Context, out: Path, rank: int = 0, world: int = 1, progress: Progr
         progress.close()
         writer.close()
     return {"corpus": asdict(corpus_stats), "segments": vars(segmenter.stats), "counts": counts,
-            "tokens": progress.tokens}  # fmt: skip
+            "tokens": progress.tokens, "generate_s": round(writer.generate_s, 2)}  # fmt: skip
 
 
 def _chunks(iterable, n: int):
@@ -247,13 +249,16 @@ class _ShardWriter:
     def __init__(self, ctx: Context, shard_dir: Path, progress):
         self.ctx, self.shard_dir, self.progress = ctx, shard_dir, progress
         self.generator = None
+        self.generate_s = 0.0  # time inside the generator, model loading excluded
 
     def shard(self, index: int, items: list) -> None:
         batches = pending_batches(self.ctx.cfg, self.shard_dir, index, items, self.progress)
         for batch in batches or []:
             if self.generator is None:
                 self.generator = load_generator(self.ctx)
+            t = time.perf_counter()
             kept, dropped, tokens = generate_batch(self.ctx, self.generator, index, batch)
+            self.generate_s += time.perf_counter() - t
             write_batch(self.shard_dir, index, kept, dropped)
             self.progress.update(len(kept), tokens)
         if batches is not None:
