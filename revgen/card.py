@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from revgen import __version__
+from revgen import __version__, shards
 from revgen.errors import UserError
 from revgen.io import iter_jsonl
 
@@ -62,7 +62,7 @@ def collect(path: str | Path) -> Run:
             run.synth = _json(synth_dir / "run.json")
             run.sources.append(f"{synth_dir}/run.json")
     elif (path / "run.json").is_file() and (path / "shards").is_dir():
-        run = Run(path, "synthesized", sorted((path / "shards").glob("*.jsonl")), synth=_json(path / "run.json"),
+        run = Run(path, "synthesized", sorted((path / "shards").glob(shards.RECORD_GLOB)), synth=_json(path / "run.json"),
                   sources=["run.json"])  # fmt: skip
     else:
         raise UserError(f"{path}: expected a `revgen curate` output dir (dataset.jsonl + stats.json) "
@@ -222,18 +222,25 @@ def _pipeline(run: Run) -> list[tuple[str, str]]:
                          f"4-bit: {(t.get('plan') or {}).get('load_in_4bit')}, {t.get('steps')} steps, "
                          f"final train loss {_round(t.get('train_loss'))}, config hash `{t.get('config_hash')}`"),
         ]  # fmt: skip
-    rows += [
+    if not s:
+        rows.append(("synthesis", "not recorded (curated from a plain JSONL file, not a `revgen synthesize` dir)"))
+    else:
+        rows += _synth_rows(s, sc)
+    if run.stats:
+        rows.append(("curation", f"format `{run.format}`, config hash `{run.stats.get('config_hash')}`"))
+    versions = (run.stats or s).get("versions", {})
+    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
+    return rows
+
+
+def _synth_rows(s: dict, sc: dict) -> list[tuple[str, str]]:
+    return [
         ("adapter", f"`{s.get('adapter', 'not recorded')}` (sha256 `{s.get('adapter_sha256', '?')}`)"),
         ("corpus", f"`{sc.get('corpus', 'not recorded')}` (text field `{sc.get('text_field')}`)"),
         ("segmentation", f"≤ {sc.get('max_input_tokens')} prompt tokens per segment, ≥ {sc.get('min_words')} words"),
         ("generation", f"{s.get('backend')} backend{' (merged adapter)' if s.get('merged') else ''}, "
                        f"sampling {_compact(s.get('sampling'))}, seed {sc.get('seed')}"),
     ]  # fmt: skip
-    if run.stats:
-        rows.append(("curation", f"format `{run.format}`, config hash `{run.stats.get('config_hash')}`"))
-    versions = (run.stats or s).get("versions", {})
-    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
-    return rows
 
 
 def _synth_counts(run: Run) -> list[tuple[str, object]]:

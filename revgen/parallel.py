@@ -43,7 +43,7 @@ def run_data_parallel(ctx, out: Path) -> dict:
     work_dir.mkdir(exist_ok=True)
     spec = work_dir / "config.json"
     spec.write_text(json.dumps(cfgmod.to_dict(cfg)))
-    for stale in work_dir.glob("rank-*.json"):
+    for stale in [*work_dir.glob("rank-*.json"), *work_dir.glob("rank-*.error")]:
         stale.unlink()
     if ctx.merge and ctx.backend == "vllm":  # merge once here, not N times in parallel
         from revgen.synthesize import _merged_dir
@@ -61,6 +61,9 @@ def run_data_parallel(ctx, out: Path) -> dict:
                 del procs[r]
                 if code == 0:
                     continue
+                error = work_dir / f"rank-{r}.error"
+                if error.exists():  # bad input, not a crash: restarting would fail the same way
+                    raise UserError(error.read_text())
                 if restarts[r] >= cfg.max_restarts:
                     raise UserError(f"data-parallel worker {r} failed (exit {code}) after {restarts[r]} restarts; "
                                     f"rerun the same command to resume (log: {work_dir}/rank-{r}.log)")  # fmt: skip
@@ -89,9 +92,9 @@ def _start(spec: Path, out: Path, rank: int, world: int, devices: list[str] | No
     env = dict(os.environ)
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = devices[rank]
-    log_file = open(spec.parent / f"rank-{rank}.log", "a")  # noqa: SIM115 (the child owns it)
     cmd = [sys.executable, "-m", "revgen.parallel", str(spec), str(out), str(rank), str(world)]
-    return subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    with open(spec.parent / f"rank-{rank}.log", "a") as log_file:
+        return subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
 
 def worker_main(spec: str, out: str, rank: int, world: int) -> None:
@@ -102,7 +105,11 @@ def worker_main(spec: str, out: str, rank: int, world: int) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s rank {rank} %(levelname)s %(name)s: %(message)s")
     cfg = cfgmod.build(SynthConfig, json.loads(Path(spec).read_text()), spec)
     runinfo.set_threads(cfg.threads)
-    passed = work(Context.build(cfg), Path(out), rank, world, Progress(cfg.corpus, disable=True))
+    try:
+        passed = work(Context.build(cfg), Path(out), rank, world, Progress(cfg.corpus, disable=True))
+    except UserError as exc:
+        (Path(spec).parent / f"rank-{rank}.error").write_text(exc.message)
+        raise SystemExit(3) from None
     runinfo.write_json(Path(spec).parent / f"rank-{rank}.json", passed)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from revgen.errors import UserError
 
+RECORD_GLOB = "[0-9]*[0-9].jsonl"  # record shards (not NNNNN.dropped.jsonl)
+
 
 class DirLock:
     """Exclusive, non-blocking lock on ``directory/.lock``; released when the process dies."""
@@ -107,6 +109,6 @@ def is_done(shard_dir: Path, index: int) -> bool:
 def iter_records(directory: str | Path, dropped: bool = False):
     """Every record (or dropped line) of a run directory, in shard order."""
     shard_dir = Path(directory) / "shards" if (Path(directory) / "shards").is_dir() else Path(directory)
-    pattern = "*.dropped.jsonl" if dropped else "[0-9]*[0-9].jsonl"
+    pattern = "*.dropped.jsonl" if dropped else RECORD_GLOB
     for path in sorted(shard_dir.glob(pattern)):
         yield from _read_lines(path)

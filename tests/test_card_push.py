@@ -92,6 +92,7 @@ def test_license_is_declared_or_inherited_never_guessed(run_dirs, tmp_path):
         card.render(run)
     text = str(card.render(run, license="mit"))
     assert "license: mit" in text and "declared by the user" in text and "**uncurated**" in text
+    assert f"\n{info['counts']['records']} instruction/response pairs" in text  # records only, not dropped lines
 
 
 def test_push_uploads_data_then_card_and_the_token_goes_nowhere_else(dataset, hub, caplog, run_dirs, tmp_path):

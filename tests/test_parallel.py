@@ -105,6 +105,14 @@ def test_data_parallel_worker_killed_mid_run_is_restarted_without_loss_or_duplic
     assert shard_files(out) == shard_files(ref)
 
 
+def test_data_parallel_bad_corpus_row_stops_with_the_file_and_line(trained_adapter, dolly_rows, tmp_path):
+    from revgen.errors import UserError
+
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": dolly_rows[0]["response"]}, "{not json", {"text": "x"}])
+    with pytest.raises(UserError, match=r"bad\.jsonl.*line 2"):
+        run(trained_adapter[0], bad, tmp_path / "out", data_parallel=2)
+
+
 ray_missing = importlib.util.find_spec("ray") is None and not os.environ.get("REVGEN_REQUIRE_RAY")
 
 
@@ -139,3 +147,12 @@ def test_ray_actor_killed_mid_run_is_retried_without_loss_or_duplicates(ray_clus
     assert len(ids) == len(set(ids)) and sorted(ids) == sorted(record_ids(ref))
     assert shard_files(out) == shard_files(ref)
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.skipif(ray_missing, reason="ray is not installed (CI sets REVGEN_REQUIRE_RAY=1)")
+def test_ray_bad_corpus_row_stops_with_the_file_and_line(ray_cluster, trained_adapter, dolly_rows, tmp_path):
+    from revgen.errors import UserError
+
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": dolly_rows[0]["response"]}, {"body": "no text field"}])
+    with pytest.raises(UserError, match=r"bad\.jsonl line 2: missing text field 'text'"):
+        run(trained_adapter[0], bad, tmp_path / "out", executor="ray")
