@@ -46,9 +46,9 @@ def run_data_parallel(ctx, out: Path) -> dict:
     for stale in [*work_dir.glob("rank-*.json"), *work_dir.glob("rank-*.error")]:
         stale.unlink()
     if ctx.merge and ctx.backend == "vllm":  # merge once here, not N times in parallel
-        from revgen.synthesize import _merged_dir
+        from revgen.shardwork import merged_dir
 
-        _merged_dir(ctx.adapter, ctx.base)
+        merged_dir(ctx.adapter, ctx.base)
     procs = {r: _start(spec, out, r, n, devices) for r in range(n)}
     restarts = dict.fromkeys(procs, 0)
     started, last = time.time(), -1

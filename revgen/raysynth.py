@@ -62,7 +62,8 @@ class _Generate:
     def __init__(self, cfg_dict: dict):
         from revgen import config as cfgmod
         from revgen import runinfo
-        from revgen.synthesize import Context, SynthConfig, load_generator
+        from revgen.shardwork import load_generator
+        from revgen.synthesize import Context, SynthConfig
 
         cfg = cfgmod.build(SynthConfig, cfg_dict, "ray job")
         runinfo.set_threads(cfg.threads or 1)
@@ -70,7 +71,7 @@ class _Generate:
         self.generator = load_generator(self.ctx)
 
     def __call__(self, batch: dict) -> dict:
-        from revgen.synthesize import generate_batch
+        from revgen.shardwork import generate_batch
 
         out = {"payload": []}
         for payload in batch["payload"]:
@@ -88,7 +89,8 @@ def run_ray(ctx, out: Path) -> dict:
     import torch
 
     from revgen.progress import Progress
-    from revgen.synthesize import _chunks, pending_batches
+    from revgen.shardwork import pending_batches
+    from revgen.synthesize import _chunks
 
     cfg = ctx.cfg
     if not ray.is_initialized():

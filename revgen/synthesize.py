@@ -16,17 +16,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import xxhash
-
 from revgen import config as cfgmod
 from revgen import runinfo, shards
 from revgen.corpus import CorpusStats, read_documents
 from revgen.errors import UserError
-from revgen.generate import Sampling, get_generator, resolve_backend
+from revgen.generate import Sampling, resolve_backend
 from revgen.models import adapter_base_model
 from revgen.progress import Progress
-from revgen.prompts import encode_prompt, get_template
+from revgen.prompts import get_template
 from revgen.segment import Segmenter
+from revgen.shardwork import ShardWriter
 
 log = logging.getLogger(__name__)
 # Knobs that change speed or scope of work, not what a record says: a resume may change them.
@@ -73,11 +72,6 @@ def resume_hash(cfg: SynthConfig) -> str:
     return cfgmod.config_hash(values)
 
 
-def segment_seed(seed: int, shard: int, unit: str) -> int:
-    """Per-segment seeds far apart (vLLM's n>1 candidates use consecutive seeds)."""
-    return xxhash.xxh64_intdigest(f"{seed}:{shard}:{unit}".encode()) % (2**31)
-
-
 def _prepare_dir(out: Path, cfg: SynthConfig) -> dict | None:
     run_json = out / "run.json"
     if not run_json.exists():
@@ -92,21 +86,6 @@ def _prepare_dir(out: Path, cfg: SynthConfig) -> dict | None:
     shutil.rmtree(out / "shards", ignore_errors=True)
     run_json.unlink()
     return None
-
-
-def _merged_dir(adapter: Path, base: str) -> Path:
-    """A merged bf16 copy of base + adapter, cached by adapter hash (made once, under a lock)."""
-    from revgen.models import cache_dir, file_lock
-    from revgen.train import merge_adapter
-
-    target = cache_dir() / "merged" / runinfo.dir_hash(adapter)
-    with file_lock(target.with_suffix(".lock")):
-        if not (target / "config.json").exists():
-            tmp = target.with_name(target.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            merge_adapter(adapter, base, tmp)
-            tmp.rename(target)
-    return target
 
 
 def _items(cfg: SynthConfig, segmenter: Segmenter, corpus_stats: CorpusStats, counts: dict, progress):
@@ -213,7 +192,7 @@ def work(ctx: Context, out: Path, rank: int = 0, world: int = 1, progress: Progr
     """Generate this process's shards (index % world == rank); returns what the corpus pass counted."""
     cfg, segmenter, corpus_stats, counts = ctx.cfg, ctx.segmenter(), CorpusStats(), {"duplicate_segments": 0}
     progress = progress or Progress(cfg.corpus)
-    writer = _ShardWriter(ctx, out / "shards", progress)
+    writer = ShardWriter(ctx, out / "shards", progress)
     try:
         for index, items in enumerate(_chunks(_items(cfg, segmenter, corpus_stats, counts, progress), cfg.shard_size)):
             if index % world == rank:
@@ -236,87 +215,6 @@ def _chunks(iterable, n: int):
             chunk = []
     if chunk:
         yield chunk
-
-
-def _unit(row: dict) -> str:
-    """The segment a shard line belongs to (records keep it under meta, dropped lines at top level)."""
-    return row["meta"]["segment_id"] if "meta" in row else row["segment_id"]
-
-
-class _ShardWriter:
-    """Generates and appends one shard at a time; the generator loads on the first pending work."""
-
-    def __init__(self, ctx: Context, shard_dir: Path, progress):
-        self.ctx, self.shard_dir, self.progress = ctx, shard_dir, progress
-        self.generator = None
-        self.generate_s = 0.0  # time inside the generator, model loading excluded
-
-    def shard(self, index: int, items: list) -> None:
-        batches = pending_batches(self.ctx.cfg, self.shard_dir, index, items, self.progress)
-        for batch in batches or []:
-            if self.generator is None:
-                self.generator = load_generator(self.ctx)
-            t = time.perf_counter()
-            kept, dropped, tokens = generate_batch(self.ctx, self.generator, index, batch)
-            self.generate_s += time.perf_counter() - t
-            write_batch(self.shard_dir, index, kept, dropped)
-            self.progress.update(len(kept), tokens)
-        if batches is not None:
-            shards.mark_done(self.shard_dir, index)
-
-    def close(self) -> None:
-        if self.generator is not None:
-            self.generator.close()
-
-
-def pending_batches(cfg: SynthConfig, shard_dir: Path, index: int, items: list, progress) -> list | None:
-    """The batches shard ``index`` still needs (None: the shard is done); partial units are cut away."""
-    if shards.is_done(shard_dir, index):
-        progress.skip(len(items))
-        return None
-    complete = shards.recover(shard_dir, index, _unit, cfg.num_candidates)
-    pending = [it for it in items if it[0] not in complete]
-    progress.skip(len(items) - len(pending))
-    return [pending[i : i + cfg.batch_size] for i in range(0, len(pending), cfg.batch_size)]
-
-
-def write_batch(shard_dir: Path, index: int, kept: list, dropped: list) -> None:
-    kept_path, dropped_path, _ = shards.shard_paths(shard_dir, index)
-    shards.append(kept_path, kept)
-    shards.append(dropped_path, dropped)
-
-
-def generate_batch(ctx: Context, generator, index: int, batch: list) -> tuple[list, list, int]:
-    """Records and dropped lines for one batch of (unit, doc, segment, text) items, and tokens generated."""
-    cfg, template, meta_base = ctx.cfg, ctx.template, ctx.meta
-    prompts = [encode_prompt(ctx.tokenizer, template.prompt(text)) for _, _, _, text in batch]
-    seeds = [segment_seed(cfg.seed, index, unit) for unit, *_ in batch]
-    results = generator.generate(prompts, ctx.sampling, seeds)
-    kept, dropped = [], []
-    for (unit, doc, seg, text), seed, cands in zip(batch, seeds, results):
-        for k, c in enumerate(cands):
-            instruction = c.text.strip()
-            reason = "length" if c.finish_reason == "length" else ("empty" if not instruction else None)
-            meta = {"doc_id": doc.id, "segment_id": unit, "segment": seg, "candidate": k, "source": doc.source,
-                    **meta_base, "seed": seed, "finish_reason": c.finish_reason,
-                    "prompt_tokens": c.prompt_tokens, "completion_tokens": c.n_tokens}  # fmt: skip
-            if reason:
-                dropped.append({"id": f"{unit}:{k}", "segment_id": unit, "reason": reason,
-                                "instruction": c.text, "meta": meta})  # fmt: skip
-            else:
-                kept.append({"id": f"{unit}:{k}", "instruction": instruction, "input": "", "output": text,
-                             "meta": meta})  # fmt: skip
-    return kept, dropped, sum(c.n_tokens for cands in results for c in cands)
-
-
-def load_generator(ctx: Context):
-    cfg, backend, base, adapter, merge = ctx.cfg, ctx.backend, ctx.base, ctx.adapter, ctx.merge
-    model, lora = (str(_merged_dir(adapter, base)), None) if merge and backend == "vllm" else (base, str(adapter))
-    max_len = cfg.engine.get("max_model_len") or cfg.max_input_tokens + 256 + cfg.max_new_tokens
-    options = {k: v for k, v in cfg.engine.items() if k != "max_model_len"}
-    gen = get_generator(backend, model, lora, merge=merge, dtype=cfg.dtype, max_model_len=max_len,
-                        batch_size=cfg.micro_batch_size, options=options)  # fmt: skip
-    return gen.load()
 
 
 def _count(out: Path, passed: dict) -> dict:
