@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from revgen import __version__, shards
@@ -45,7 +46,7 @@ class Run:
             for _, row in iter_jsonl(f):
                 yield row
 
-    @property
+    @cached_property
     def n_rows(self) -> int:
         if self.stats:
             return self.stats["counts"]["kept"]
@@ -74,11 +75,11 @@ def collect(path: str | Path) -> Run:
     return run
 
 
-def resolve_license(run: Run, declared: str | None) -> tuple[str, str]:
+def resolve_license(run: Run, declared: str | None, corpus_card: tuple[dict, str] | None = None) -> tuple[str, str]:
     """(license, where it came from). Declared wins; else the corpus's own dataset card."""
     if declared:
         return declared, "declared by the user"
-    meta, where = _corpus_card(run)
+    meta, where = corpus_card or _corpus_card(run)
     lic = meta.get("license")
     if lic:
         return (", ".join(lic) if isinstance(lic, list) else str(lic)), f"inherited from the corpus card, {where}"
@@ -105,13 +106,15 @@ def _corpus_card(run: Run) -> tuple[dict, str]:
 
 
 def render(path: str | Path, *, license: str | None = None, language: list[str] | None = None,
-           pretty_name: str | None = None, repo_id: str | None = None, template: str | Path | None = None):  # fmt: skip
-    """The card for ``path`` as a ``huggingface_hub.DatasetCard`` (not written)."""
+           pretty_name: str | None = None, repo_id: str | None = None, template: str | Path | None = None,
+           run: Run | None = None):  # fmt: skip
+    """The card for ``path`` (or its already collected ``run``) as a ``huggingface_hub.DatasetCard``."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    run = collect(path)
-    lic, lic_source = resolve_license(run, license)
-    language = language or _languages(run) or _as_list(_corpus_card(run)[0].get("language"))
+    run = run or collect(path)
+    corpus_card = _corpus_card(run)  # read once: a Hub corpus's card is a download
+    lic, lic_source = resolve_license(run, license, corpus_card)
+    language = language or _languages(run) or _as_list(corpus_card[0].get("language"))
     n = run.n_rows
     name = pretty_name or f"revgen {run.kind} instructions ({Path(path).resolve().name})"
     data_path = "data/train*.jsonl"

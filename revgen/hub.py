@@ -31,7 +31,7 @@ def push(path: str | Path, repo_id: str, *, private: bool = False, license: str 
         raise UserError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
     if constants.is_offline_mode():
         raise UserError("HF_HUB_OFFLINE is set: pushing needs the network; unset it for this command")
-    text = str(card.render(path, license=license, language=language, pretty_name=pretty_name, repo_id=repo_id))
+    text = str(card.render(path, license=license, language=language, pretty_name=pretty_name, repo_id=repo_id, run=run))
     (path / card.CARD_FILE).write_text(text, encoding="utf-8")
     endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
     api = HfApi(endpoint=endpoint, token=token)

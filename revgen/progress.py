@@ -50,8 +50,5 @@ class Progress:
         self.bar.set_postfix(records=self.records, rec_s=f"{self.records / dt:.2f}", tok_s=f"{self.tokens / dt:.1f}",
                              resumed=self.skipped, refresh=False)  # fmt: skip
 
-    def tokens_per_s(self) -> float:
-        return self.tokens / max(time.time() - self.start, 1e-9)
-
     def close(self) -> None:
         self.bar.close()

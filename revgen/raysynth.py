@@ -18,6 +18,7 @@ import logging
 import time
 from pathlib import Path
 
+from revgen import config as cfgmod
 from revgen import shards
 from revgen.corpus import Document
 from revgen.errors import UserError
@@ -37,7 +38,6 @@ class _Segment:
     """Ray Data stage: one corpus source -> one row per document with its segments and stats."""
 
     def __init__(self, cfg_dict: dict):
-        from revgen import config as cfgmod
         from revgen.synthesize import Context, SynthConfig
 
         self.ctx = Context.build(cfgmod.build(SynthConfig, cfg_dict, "ray job"))
@@ -60,7 +60,6 @@ class _Generate:
     """Ray Data stage (actor pool): one batch of one shard -> its records, as JSON."""
 
     def __init__(self, cfg_dict: dict):
-        from revgen import config as cfgmod
         from revgen import runinfo
         from revgen.shardwork import load_generator
         from revgen.synthesize import Context, SynthConfig
@@ -98,7 +97,7 @@ def run_ray(ctx, out: Path) -> dict:
     data_ctx = ray.data.DataContext.get_current()
     data_ctx.execution_options.preserve_order = True  # shard plan and file bytes as in a local run
     data_ctx.enable_progress_bars = False
-    cfg_dict = _cfg_dict(cfg)
+    cfg_dict = cfgmod.to_dict(cfg)
     progress, shard_dir = Progress(cfg.corpus), out / "shards"
     passed = {"corpus": {"documents": 0, "bad_rows": 0, "bad_row_examples": []}, "counts": {"duplicate_segments": 0},
               "segments": dict.fromkeys(("segments", "split_documents", "skipped_short", "skipped_empty"), 0)}  # fmt: skip
@@ -139,6 +138,8 @@ def run_ray(ctx, out: Path) -> dict:
 
 def _items(rows, cfg, passed: dict, progress):
     """Documents -> (unit, doc, segment index, text), as synthesize._items does for a local run."""
+    from revgen.shardwork import units
+
     seen, docs = set(), 0
     for row in rows:
         if "bad_rows" in row:
@@ -152,14 +153,7 @@ def _items(rows, cfg, passed: dict, progress):
         for k, v in row["stats"].items():
             passed["segments"][k] += v
         progress.document()
-        doc = Document(row["id"], "", row["source"])
-        for i, text in enumerate(row["segments"]):
-            unit = f"{doc.id}:{i}"
-            if unit in seen:
-                passed["counts"]["duplicate_segments"] += 1
-                continue
-            seen.add(unit)
-            yield unit, doc, i, text
+        yield from units(Document(row["id"], "", row["source"]), row["segments"], seen, passed["counts"])
 
 
 def _unwrap(rows):
@@ -174,9 +168,3 @@ def _unwrap(rows):
         if cause is not None:
             raise UserError(cause.message) from None
         raise
-
-
-def _cfg_dict(cfg) -> dict:
-    from revgen import config as cfgmod
-
-    return cfgmod.to_dict(cfg)

@@ -27,6 +27,17 @@ def segment_seed(seed: int, shard: int, unit: str) -> int:
     return xxhash.xxh64_intdigest(f"{seed}:{shard}:{unit}".encode()) % (2**31)
 
 
+def units(doc, segments: list[str], seen: set, counts: dict):
+    """(unit id, doc, segment index, text) for a document's segments; repeated units are counted, not yielded."""
+    for i, text in enumerate(segments):
+        unit = f"{doc.id}:{i}"
+        if unit in seen:
+            counts["duplicate_segments"] += 1
+            continue
+        seen.add(unit)
+        yield unit, doc, i, text
+
+
 def merged_dir(adapter: Path, base: str) -> Path:
     """A merged bf16 copy of base + adapter, cached by adapter hash (made once, under a lock)."""
     from revgen.models import cache_dir, file_lock

@@ -25,7 +25,7 @@ from revgen.models import adapter_base_model
 from revgen.progress import Progress
 from revgen.prompts import get_template
 from revgen.segment import Segmenter
-from revgen.shardwork import ShardWriter
+from revgen.shardwork import ShardWriter, units
 
 log = logging.getLogger(__name__)
 # Knobs that change speed or scope of work, not what a record says: a resume may change them.
@@ -95,13 +95,7 @@ def _items(cfg: SynthConfig, segmenter: Segmenter, corpus_stats: CorpusStats, co
                           on_bad_row=cfg.on_bad_row, split=cfg.split, stats=corpus_stats)  # fmt: skip
     for doc in itertools.islice(docs, cfg.max_docs):
         progress.document()
-        for i, text in enumerate(segmenter(doc.text)):
-            unit = f"{doc.id}:{i}"
-            if unit in seen:
-                counts["duplicate_segments"] += 1
-                continue
-            seen.add(unit)
-            yield unit, doc, i, text
+        yield from units(doc, segmenter(doc.text), seen, counts)
 
 
 def synthesize(cfg: SynthConfig) -> dict:
