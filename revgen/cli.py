@@ -59,8 +59,13 @@ def env(as_json: bool) -> None:
 
 @cli.command()
 @recipe_opt
+@click.option("--task", type=click.Choice(["backward", "forward"]),
+              help="backward: response -> instruction (default); forward: instruction -> response.")
 @click.option("--model", help="Base model: 'smollm2-135m' (default), a local HF folder or a Hub id.")
-@click.option("--data", help="'dolly-sample' (bundled), a .jsonl/.json/.parquet file or a Hub id.")
+@click.option("--data", "data", multiple=True,
+              help="'dolly-sample' (bundled), a .jsonl/.json/.parquet file, a curate dir or a Hub id (repeatable).")
+@click.option("--data-cap", "data_caps", multiple=True, type=int,
+              help="Rows to take from the --data at the same position (repeatable).")
 @click.option("-o", "--output-dir", help="Where the adapter and run.json go.")
 @click.option("--context", type=click.Choice(["ignore", "append", "drop"]), help="Dolly context handling.")
 @click.option("--category", "categories", multiple=True, help="Keep only this Dolly category (repeatable).")
@@ -74,19 +79,28 @@ def env(as_json: bool) -> None:
 @click.option("--seed", type=int)
 @click.option("--threads", type=int, help="torch CPU threads.")
 @set_opt
-def train(recipe, sets, categories, max_steps, load_in_4bit, **flags) -> None:
-    """Fine-tune the backward model (response -> instruction) with trl + LoRA/QLoRA."""
+def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, **flags) -> None:
+    """Fine-tune the backward model (response -> instruction), or a forward model, with trl + LoRA/QLoRA."""
     from revgen.train import TrainConfig
     from revgen.train import train as run
 
+    if len(data_caps) > len(data):
+        raise click.UsageError("--data-cap needs a --data at the same position")
+    if data:
+        caps = list(data_caps) + [None] * (len(data) - len(data_caps))
+        flags["data"] = data[0] if len(data) == 1 and caps[0] is None else [
+            {"source": d, "max_rows": c} if c else d for d, c in zip(data, caps)]  # fmt: skip
     overrides = cfgmod.merge(flags, cfgmod.parse_overrides(sets))
+    section = "forward" if flags.get("task") == "forward" else "train"
+    if section == "forward":
+        overrides["task"] = "forward"
     if categories:
         overrides["categories"] = list(categories)
     if load_in_4bit:
         overrides["load_in_4bit"] = {"true": True, "false": False}.get(load_in_4bit, "auto")
     if max_steps is not None:
         overrides["trainer"] = {**overrides.get("trainer", {}), "max_steps": max_steps}
-    cfg = cfgmod.load(TrainConfig, "train", recipe, overrides)
+    cfg = cfgmod.load(TrainConfig, section, recipe, overrides)
     info = run(cfg)
     click.echo(json.dumps({k: info[k] for k in ("train_loss", "steps", "tokens_per_s", "wall_time_s")}))
     click.echo(f"adapter: {cfg.output_dir}", err=True)
@@ -192,16 +206,32 @@ def push(path, repo_id, private, license_, languages) -> None:
 
 @cli.command(name="eval")
 @recipe_opt
+@click.option("--task", type=click.Choice(["backward", "forward"]), default="backward",
+              help="backward: instructions recovered by the adapter; forward: a forward model on held-out pairs.")
 @click.option("--adapter", help="Adapter dir from `revgen train` (default runs/backward).")
-@click.option("--data", help="Held-out Dolly-format pairs (default ADAPTER/heldout.jsonl).")
+@click.option("--model-dir", help="--task forward: a forward adapter dir or a model (default runs/forward).")
+@click.option("--against", help="--task forward: a second model, compared pairwise on the same rows.")
+@click.option("--data", help="Held-out pairs (default ADAPTER/heldout.jsonl or MODEL_DIR/heldout.jsonl).")
 @click.option("-o", "--output-dir", help="Where eval.json, eval.md and examples.jsonl go.")
 @click.option("--backend", type=click.Choice(["auto", "vllm", "transformers"]))
 @click.option("--max-rows", type=int)
 @click.option("--max-new-tokens", type=int)
 @click.option("--no-base", "no_base", is_flag=True, help="Skip the base-model comparison.")
 @set_opt
-def eval_cmd(recipe, sets, no_base, **flags) -> None:
-    """Compare generated instructions with gold ones, adapter vs base model, in one run."""
+def eval_cmd(recipe, sets, no_base, task, model_dir, against, **flags) -> None:
+    """Backward: generated vs gold instructions, adapter vs base. Forward: NLL, instruction use and
+    ROUGE-L of a forward model on held-out pairs, optionally paired against a second model."""
+    if task == "forward":
+        from revgen.forward_eval import ForwardEvalConfig, evaluate_forward, table
+
+        if flags.get("adapter") or flags.get("backend") or no_base:
+            raise click.UsageError("--adapter, --backend and --no-base are for --task backward")
+        flags = {k: flags[k] for k in ("data", "output_dir", "max_rows", "max_new_tokens")}
+        overrides = cfgmod.merge({**flags, "model_dir": model_dir, "against": against}, cfgmod.parse_overrides(sets))
+        click.echo(table(evaluate_forward(cfgmod.load(ForwardEvalConfig, "eval_forward", recipe, overrides))))
+        return
+    if model_dir or against:
+        raise click.UsageError("--model-dir and --against are for --task forward")
     from revgen.evaluate import EvalConfig, evaluate, table
 
     if flags.get("adapter") and not flags.get("data"):

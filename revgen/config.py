@@ -17,7 +17,7 @@ import yaml
 
 from revgen.errors import UserError
 
-SECTIONS = ("train", "synthesize", "curate", "eval")
+SECTIONS = ("train", "forward", "synthesize", "curate", "eval", "eval_forward")
 
 
 def read_recipe(path: str | Path) -> dict:

@@ -10,9 +10,8 @@ with a seeded bootstrap 95% interval, overall and per Dolly category.
 
 from __future__ import annotations
 
+import functools
 import json
-import random
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from revgen.dolly import load_pairs
 from revgen.errors import UserError
 from revgen.models import adapter_base_model
 from revgen.prompts import encode_prompt, get_template
+from revgen.stats import mean_ci
 
 METRICS = ("rouge_l", "cosine", "exact_match", "length_ratio", "passes_filters", "cut_by_length")
 
@@ -43,10 +43,17 @@ class EvalConfig:
     batch_size: int = 32
 
 
-def rouge_l(reference: str, prediction: str) -> float:
+@functools.lru_cache(maxsize=1)
+def _rouge():
+    import absl.logging
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"]).score(reference, prediction)["rougeL"].fmeasure
+    absl.logging.set_verbosity(absl.logging.WARNING)  # else one "Using default tokenizer" line per scorer
+    return rouge_scorer.RougeScorer(["rougeL"])
+
+
+def rouge_l(reference: str, prediction: str) -> float:
+    return _rouge().score(reference, prediction)["rougeL"].fmeasure
 
 
 def exact_match(reference: str, prediction: str) -> float:
@@ -55,16 +62,6 @@ def exact_match(reference: str, prediction: str) -> float:
 
 def length_ratio(reference: str, prediction: str) -> float:
     return len(prediction.split()) / max(len(reference.split()), 1)
-
-
-def mean_ci(values: list[float], n: int = 1000, seed: int = 0) -> dict:
-    """Mean and percentile-bootstrap 95% interval (seeded, so reruns agree)."""
-    if not values:
-        return {"mean": None, "ci95": [None, None], "n": 0}
-    rng = random.Random(seed)
-    means = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(n))
-    lo, hi = means[int(0.025 * (n - 1))], means[int(0.975 * (n - 1))]
-    return {"mean": round(statistics.fmean(values), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(values)}
 
 
 class Cosine:

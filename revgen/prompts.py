@@ -75,3 +75,95 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
     """Token ids of a prompt at inference: exactly how trl tokenizes a prompt-completion prompt
     (plain ``tokenizer(text)``, special tokens on). Every generator backend goes through this."""
     return tokenizer(prompt)["input_ids"]
+
+
+# Forward (instruction -> response) templates: Alpaca's, with and without an input.
+ALPACA = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the "
+    "request.\n\n### Instruction:\n{instruction}\n\n### Response:\n{response}"
+)
+ALPACA_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n"
+    "### Input:\n{input}\n\n### Response:\n{response}"
+)
+FORWARD_TEMPLATE_FILE = "forward-template.json"
+
+
+@dataclass(frozen=True)
+class ForwardTemplate:
+    """Renders (instruction, input) -> the prompt a forward model reads; the response is the completion.
+
+    ``name`` is ``alpaca`` (default), ``chat`` (the model's own chat template, needs the tokenizer) or
+    ``custom`` (``text`` holds ``{instruction}`` once, optionally ``{input}``, and ends with ``{response}``).
+    """
+
+    name: str = "alpaca"
+    text: str = ALPACA
+    text_with_input: str = ALPACA_INPUT
+
+    def __post_init__(self):
+        if self.name == "chat":
+            return
+        for t in (self.text, self.text_with_input):
+            if t.count("{instruction}") != 1 or not t.endswith("{response}") or t.count("{response}") != 1:
+                raise UserError("a forward template must contain {instruction} once and end with {response}")
+
+    def prompt(self, instruction: str, input: str = "", tokenizer=None) -> str:
+        if self.name == "chat":
+            if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+                raise UserError("forward template 'chat' needs a tokenizer with a chat template")
+            content = f"{instruction}\n\n{input}" if input else instruction
+            return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                                 add_generation_prompt=True)  # fmt: skip
+        text = self.text_with_input if input and "{input}" in self.text_with_input else self.text
+        if input and "{input}" not in text:
+            instruction = f"{instruction}\n\n{input}"
+        return text[: -len("{response}")].replace("{instruction}", instruction).replace("{input}", input)
+
+    def pair(self, instruction: str, input: str, response: str, tokenizer=None) -> dict:
+        """A trl prompt-completion record: loss falls on the response (and trl's EOS) only."""
+        return {"prompt": self.prompt(instruction, input, tokenizer), "completion": response}
+
+    def save(self, directory: str | Path) -> Path:
+        import json
+
+        path = Path(directory) / FORWARD_TEMPLATE_FILE
+        path.write_text(json.dumps({"name": self.name, "text": self.text, "text_with_input": self.text_with_input},
+                                   indent=2) + "\n", encoding="utf-8")  # fmt: skip
+        return path
+
+
+def get_forward_template(name_or_path: str = "alpaca") -> ForwardTemplate:
+    """``alpaca``, ``chat``, a dir holding forward-template.json, or a text file (one template)."""
+    import json
+
+    if name_or_path in ("alpaca", "auto"):
+        return ForwardTemplate()
+    if name_or_path == "chat":
+        return ForwardTemplate("chat", "", "")
+    path = Path(name_or_path)
+    if path.is_dir():
+        path = path / FORWARD_TEMPLATE_FILE
+        if not path.is_file():
+            raise UserError(f"{path.parent} has no {FORWARD_TEMPLATE_FILE} (not a forward model from `revgen train`)")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return ForwardTemplate(data["name"], data["text"], data["text_with_input"])
+    if not path.is_file():
+        raise UserError(f"forward template {name_or_path!r} is neither alpaca, chat, a model dir nor a file")
+    text = path.read_text(encoding="utf-8")
+    return ForwardTemplate("custom", text, text)
+
+
+def teacher_forced_ids(tokenizer, prompt: str, completion: str) -> tuple[list[int], int]:
+    """``(input ids, prompt length)`` of prompt + completion + EOS exactly as trl 1.16 builds a
+    prompt-completion example: ``tokenizer(prompt + completion + eos)``, the completion starting
+    where it and ``tokenizer(prompt)`` diverge. Loss and NLL fall on ``ids[prompt_len:]``."""
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    ids = tokenizer(prompt + completion + tokenizer.eos_token)["input_ids"]
+    n = 0
+    for a, b in zip(prompt_ids, ids):
+        if a != b:
+            break
+        n += 1
+    return ids, n

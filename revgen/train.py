@@ -1,4 +1,5 @@
-"""``revgen train``: fine-tune the backward model p(instruction | response) with trl + peft LoRA.
+"""``revgen train``: fine-tune the backward model p(instruction | response), or with ``task: forward``
+a forward model p(response | instruction), with trl + peft LoRA.
 
 On CUDA with bitsandbytes the base is loaded in 4-bit nf4 with double quantisation and bf16
 compute (QLoRA); elsewhere plain LoRA, said in the log. Trainer fields in the recipe's
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 # Fields revgen sets itself; putting them under `trainer:` would be ambiguous.
 OWNED = {"output_dir", "max_length", "packing", "gradient_checkpointing", "seed"}
 HELDOUT_FILE = "heldout.jsonl"
+TASKS = ("backward", "forward")
 
 
 @dataclass
@@ -38,15 +40,20 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list | str = field(default_factory=lambda: ["q_proj", "v_proj"])
+    # train only these decoder layers (a list, or an int N: the last N); backprop stops below them
+    layers: list | int | None = None
 
 
 @dataclass
 class TrainConfig:
+    task: str = "backward"  # backward: response -> instruction; forward: instruction -> response
     model: str = DEFAULT_MODEL  # the embedded default, a local HF folder, or a Hub id
-    data: str = BUNDLED  # bundled Dolly sample, a .jsonl/.json/.parquet file, or a Hub id
-    output_dir: str = "runs/backward"
-    template: str = "seed"  # built-in name or a template file
-    context: str = "ignore"  # Dolly's context: ignore (seed) | append | drop
+    # bundled Dolly sample, a .jsonl/.json/.parquet file, a curate dir or a Hub id; forward: a list
+    # of them, each a string or {source, max_rows}
+    data: str | list = BUNDLED
+    output_dir: str = ""  # default: runs/backward or runs/forward
+    template: str = "auto"  # auto: seed (backward) / alpaca (forward); a built-in name or a template file
+    context: str = "auto"  # Dolly's context: ignore | append | drop; auto: ignore (backward, the seed's), append (forward)
     categories: list | None = None  # keep only these Dolly categories
     max_length: int = 1024  # tokens of prompt + instruction + EOS
     overlong: str = "truncate"  # truncate the input text | drop the row
@@ -65,6 +72,9 @@ class TrainConfig:
     trainer: dict = field(default_factory=dict)  # passed through to trl.SFTConfig
 
     def __post_init__(self):
+        if self.task not in TASKS:
+            raise UserError(f"task must be one of {TASKS}, got {self.task!r}")
+        self.output_dir = self.output_dir or f"runs/{self.task}"
         if self.load_in_4bit not in ("auto", True, False):
             raise UserError(f"load_in_4bit must be auto, true or false, got {self.load_in_4bit!r}")
         validate_trainer_keys(self.trainer)
@@ -176,32 +186,26 @@ def train(cfg: TrainConfig) -> dict:
         log.info("training plain LoRA (no 4-bit): %s", "no CUDA" if p.device == "cpu" else "load_in_4bit false")
     model_ref = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_ref)
-    template = get_template(cfg.template)
-
-    rows = load_pairs(cfg.data)
-    pairs, stats = build_pairs(rows, template, tokenizer, context=cfg.context, categories=cfg.categories,
-                               max_length=cfg.max_length, overlong=cfg.overlong)  # fmt: skip
-    if cfg.max_rows:
-        pairs = pairs[: cfg.max_rows]
-    if not pairs:
-        raise UserError(f"no training rows left from {cfg.data} after filtering: {stats.as_dict()}")
+    pairs, stats, template = _pairs(cfg, tokenizer)
     train_pairs, held = split_holdout(pairs, cfg.eval_holdout, cfg.seed)
-    log.info("data: %d rows -> %d pairs (%d truncated, %d dropped as over-long), %d held out",
-             stats.rows, len(pairs), stats.truncated, stats.dropped_overlong, len(held))  # fmt: skip
+    log.info("data (%s): %d rows -> %d pairs (%d truncated, %d dropped as over-long), %d held out", cfg.task,
+             stats["rows"], len(pairs), stats["truncated"], stats["dropped_overlong"], len(held))  # fmt: skip
     if held:
-        import jsonlines
-
-        with jsonlines.open(out / HELDOUT_FILE, "w") as w:  # Dolly format: `revgen eval` reads it
-            w.write_all({"instruction": h["completion"], "context": "", "response": h["text"],
-                         "category": h["category"]} for h in held)  # fmt: skip
+        _write_heldout(out / HELDOUT_FILE, held, cfg.task)
 
     def as_dataset(ps):
         return Dataset.from_list([{"prompt": x["prompt"], "completion": x["completion"]} for x in ps])
 
     model = load_model(model_ref, p)
     timer = ThroughputCallback()
+    layers = cfg.lora.layers
+    if layers is not None and isinstance(cfg.lora.target_modules, str):
+        raise UserError("lora.layers needs lora.target_modules as a list of module names (not a string like all-linear)")
+    if isinstance(layers, int):
+        n_layers = model.config.num_hidden_layers
+        layers = list(range(max(0, n_layers - layers), n_layers))
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")  # fmt: skip
+                      target_modules=cfg.lora.target_modules, layers_to_transform=layers, task_type="CAUSAL_LM")  # fmt: skip
     trainer = SFTTrainer(model=model, args=sft_config(cfg, p, bool(held)), processing_class=tokenizer,
                          train_dataset=as_dataset(train_pairs), eval_dataset=as_dataset(held) if held else None,
                          peft_config=lora, callbacks=[timer])  # fmt: skip
@@ -224,8 +228,9 @@ def train(cfg: TrainConfig) -> dict:
         "config_hash": cfgmod.config_hash(cfg),
         "plan": dataclasses.asdict(p),
         "base_model": model_ref,
-        "template": template.text,
-        "data": {"source": cfg.data, "sha256": data_hash(cfg.data), **stats.as_dict(),
+        "task": cfg.task,
+        "template": template.text if cfg.task == "backward" else dataclasses.asdict(template),
+        "data": {"source": cfg.data, "sha256": _data_hash(cfg.data), **stats,
                  "train_rows": len(train_pairs), "heldout_rows": len(held),
                  "heldout_file": HELDOUT_FILE if held else None},  # fmt: skip
         "parameters": {"trainable": trainable, "total": total},
@@ -248,6 +253,47 @@ def train(cfg: TrainConfig) -> dict:
     runinfo.write_json(out / "run.json", info)
     log.info("saved adapter to %s (train loss %.3f, %d steps)", out, result.training_loss, info["steps"])
     return info
+
+
+def _pairs(cfg: TrainConfig, tokenizer):
+    """Training pairs for the task, counts of what was cut or dropped, and the template used."""
+    from revgen.forward import build_forward_pairs, load_forward_rows, sources
+    from revgen.prompts import get_forward_template
+
+    context = cfg.context if cfg.context != "auto" else ("append" if cfg.task == "forward" else "ignore")
+    if cfg.task == "forward":
+        template = get_forward_template(cfg.template)
+        rows, fstats = load_forward_rows(cfg.data, context)
+        rows = [r for r in rows if not cfg.categories or r["category"] in cfg.categories]
+        pairs, cut = build_forward_pairs(rows[: cfg.max_rows], template, tokenizer, cfg.max_length, cfg.overlong)
+        stats = {**fstats.as_dict(), **cut}
+    else:
+        template = get_template("seed" if cfg.template == "auto" else cfg.template)
+        rows = [r for source, cap in sources(cfg.data) for r in load_pairs(source)[:cap]]
+        pairs, pstats = build_pairs(rows, template, tokenizer, context=context, categories=cfg.categories,
+                                    max_length=cfg.max_length, overlong=cfg.overlong)  # fmt: skip
+        pairs, stats = pairs[: cfg.max_rows], pstats.as_dict()
+    if not pairs:
+        raise UserError(f"no training rows left from {cfg.data} after filtering: {stats}")
+    return pairs, stats, template
+
+
+def _write_heldout(path: Path, held: list[dict], task: str) -> None:
+    """Held-out rows in the format `revgen eval` reads: Dolly (backward) or Alpaca + category (forward)."""
+    import jsonlines
+
+    with jsonlines.open(path, "w") as w:
+        if task == "forward":
+            w.write_all({k: h["row"][k] for k in ("instruction", "input", "output", "category")} for h in held)
+        else:
+            w.write_all({"instruction": h["completion"], "context": "", "response": h["text"],
+                         "category": h["category"]} for h in held)  # fmt: skip
+
+
+def _data_hash(data) -> str:
+    from revgen.forward import sources
+
+    return data_hash(data) if isinstance(data, str) else ",".join(data_hash(s)[:16] for s, _ in sources(data))
 
 
 def _mean_len(dataset) -> int:

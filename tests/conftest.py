@@ -49,3 +49,24 @@ def trained_adapter(tmp_path_factory, base_model):
                       trainer={"max_steps": 6, "learning_rate": 1e-3, "per_device_train_batch_size": 4})
     info = train(cfg)
     return out, info
+
+
+@pytest.fixture(scope="session")
+def trained_forward(tmp_path_factory, base_model, dolly_rows):
+    """A small forward (instruction -> response) run: 16 context-free Dolly pairs, 4 held out."""
+    import json
+
+    from revgen.train import LoraSettings, TrainConfig, train
+
+    out = tmp_path_factory.mktemp("forward")
+    rows = [{"instruction": r["instruction"], "output": r["response"], "category": r["category"]}
+            for r in dolly_rows if not r["context"] and len(r["response"]) < 300][:16]
+    data = out.parent / "forward-data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = TrainConfig(task="forward", model=base_model, data=str(data), output_dir=str(out), max_length=160,
+                      eval_holdout=4, lora=LoraSettings(r=8, alpha=16, target_modules="all-linear"),
+                      trainer={"max_steps": 8, "learning_rate": 1e-3, "per_device_train_batch_size": 4})
+    info = train(cfg)
+    held = {json.loads(line)["instruction"] for line in (out / "heldout.jsonl").read_text().splitlines()}
+    info["_train_rows"] = [r for r in rows if r["instruction"] not in held]
+    return out, info
