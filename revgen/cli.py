@@ -78,6 +78,7 @@ def env(as_json: bool) -> None:
 @click.option("--merge/--no-merge", default=None, help="Also write a merged bf16 model (OUTPUT_DIR/merged).")
 @click.option("--seed", type=int)
 @click.option("--threads", type=int, help="torch CPU threads.")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace a trained model already in the output dir.")
 @set_opt
 def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, **flags) -> None:
     """Fine-tune the backward model (response -> instruction), or a forward model, with trl + LoRA/QLoRA."""
@@ -132,6 +133,8 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, **
 @click.option("--engine", "executor", type=click.Choice(["local", "ray"]),
               help="local processes, or Ray (Ray Data + an actor pool); recipe key: executor.")
 @click.option("--ray-address", help="An existing Ray cluster (default: start a local one).")
+@click.option("--trust-remote-code", is_flag=True, default=None,
+              help="Let the model's own Python code run (off by default; logged and recorded in run.json).")
 @push_opt
 @private_opt
 @license_opt
@@ -143,6 +146,8 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, **flags) -> Non
 
     overrides = cfgmod.merge(flags, cfgmod.parse_overrides(sets))
     if greedy:
+        if flags.get("temperature") not in (None, 0) or flags.get("top_p") is not None:
+            raise click.UsageError("--greedy conflicts with --temperature/--top-p: greedy decoding samples nothing")
         overrides["temperature"] = 0.0
     cfg = cfgmod.load(SynthConfig, "synthesize", recipe, overrides)
     info = run(cfg)
@@ -157,16 +162,18 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, **flags) -> Non
 @recipe_opt
 @click.option("-o", "--output-dir", help="Where dataset.jsonl, rejected.jsonl and stats.json go.")
 @click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "messages", "prompt-completion"]))
+@click.option("--allow-partial", is_flag=True, default=None, help="Curate a synthesize run that is not complete.")
 @push_opt
 @private_opt
 @license_opt
 @set_opt
-def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_) -> None:
+def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_, allow_partial) -> None:
     """Filter and deduplicate synthesized records (a synthesize dir or a .jsonl) into a dataset."""
     from revgen.curate import CurateConfig, counts_table
     from revgen.curate import curate as run
 
-    overrides = cfgmod.merge({"input": input_path, "output_dir": output_dir, "format": fmt}, cfgmod.parse_overrides(sets))
+    overrides = cfgmod.merge({"input": input_path, "output_dir": output_dir, "format": fmt,
+                              "allow_partial": allow_partial}, cfgmod.parse_overrides(sets))  # fmt: skip
     cfg = cfgmod.load(CurateConfig, "curate", recipe, overrides)
     stats = run(cfg)
     click.echo(counts_table(stats["counts"]), err=True)
@@ -244,7 +251,21 @@ def eval_cmd(recipe, sets, no_base, task, model_dir, against, **flags) -> None:
 
 
 def main() -> None:
-    cli(prog_name="revgen")
+    try:
+        cli(prog_name="revgen", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted: rerun the same command to resume.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted: rerun the same command to resume (finished work is kept).", err=True)
+        sys.exit(130)
+    except OSError as exc:  # disk full, permissions, a file where a folder belongs...
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        click.echo(f"Error: {exc.strerror or exc}{where}; files already written are kept", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,30 @@ import yaml
 
 from revgen.errors import UserError
 
+class _Null:
+    """``--set key=null``: an explicit null, kept apart from a CLI flag that was not given (None)."""
+
+    def __repr__(self):
+        return "null"
+
+
+NULL = _Null()
+
+# Ranges checked for every config that has the key: (test, what is allowed).
+POSITIVE = (lambda v: v >= 1, "an integer >= 1")
+RULES = {
+    **{k: POSITIVE for k in ("batch_size", "micro_batch_size", "shard_size", "max_docs", "max_input_tokens",
+                             "max_new_tokens", "num_candidates", "max_rows", "max_length", "r", "alpha", "bands",
+                             "rows", "ngram", "bootstrap", "data_parallel", "copy_ngram", "k")},
+    **{k: (lambda v: v >= 0, "a number >= 0") for k in ("temperature", "min_words", "generate_rows", "max_restarts",
+                                                        "max_words", "eval_holdout", "quant_skip_layers")},
+    **{k: (lambda v: 0 <= v <= 1, "a number in [0, 1]") for k in ("threshold", "max_copy_overlap", "min_confidence",
+                                                                   "dropout", "min_alpha_ratio",
+                                                                   "max_duplicate_line_ratio", "max_top_2gram_ratio")},
+    "top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "semantic_threshold": (lambda v: -1 <= v <= 1, "a cosine in [-1, 1]"),
+}  # fmt: skip
+
 SECTIONS = ("train", "forward", "synthesize", "curate", "eval", "eval_forward")
 
 
@@ -53,7 +77,8 @@ def parse_overrides(pairs: typing.Iterable[str]) -> dict:
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw) if raw else ""
+        value = yaml.safe_load(raw) if raw else ""
+        node[leaf] = NULL if value is None else value
     return out
 
 
@@ -80,18 +105,62 @@ def build(cls, values: dict, source: str = "config"):
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
+        value = None if value is NULL else value
         if dataclasses.is_dataclass(hint):
+            if value is None and "enabled" in {f.name for f in dataclasses.fields(hint)}:
+                value = {"enabled": False}  # `gopher: null` turns the step off
             if not isinstance(value, dict):
-                raise UserError(f"{source}: {name!r} must be a mapping")
+                raise UserError(f"{source}: {name!r} must be a mapping, got {value!r}")
             value = build(hint, value, f"{source} {name}")
+        else:
+            value = _denull(value)
+            check_value(name, value, hint, source)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _denull(value):
+    if isinstance(value, dict):
+        return {k: _denull(v) for k, v in value.items()}
+    return None if value is NULL else value
+
+
+def _allowed(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is typing.Any:
+        return True
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_allowed(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or hint)
+
+
+def _name(hint) -> str:
+    args = typing.get_args(hint)
+    return " or ".join(_name(a) for a in args) if args and typing.get_origin(hint) is not list else (
+        "null" if hint is type(None) else getattr(typing.get_origin(hint) or hint, "__name__", str(hint)))
+
+
+def check_value(name: str, value, hint, source: str) -> None:
+    """Type and range of one config value; a mismatch is one error naming the key and what is allowed."""
+    if not _allowed(value, hint):
+        raise UserError(f"{source}: {name} must be {_name(hint)}, got {value!r}")
+    rule = RULES.get(name)
+    if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
+        raise UserError(f"{source}: {name} must be {rule[1]}, got {value!r}")
 
 
 def load(cls, section: str, recipe: str | Path | None = None, overrides: dict | None = None):
     """Build command config ``cls`` from a recipe section and CLI overrides."""
     values = read_recipe(recipe).get(section, {}) if recipe else {}
-    values = merge(values, {k: v for k, v in (overrides or {}).items() if v is not None})
+    values = merge(values, {k: v for k, v in (overrides or {}).items() if v is not None})  # None: flag not given
     return build(cls, values, f"recipe {recipe} section {section!r}" if recipe else "config")
 
 

@@ -42,6 +42,20 @@ def content_id(text: str) -> str:
     return "doc-" + xxhash.xxh64_hexdigest(text.encode("utf-8"))
 
 
+def fingerprint(source: str, split: str = "train") -> dict:
+    """The corpus's identity for resume checks: size and mtime of every local file (by name relative
+    to the corpus root, so the same files under another spelling of the path match), or the Hub id."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        return {"hub": f"{source}:{split}"}
+    root = path if path.is_dir() else path.parent
+    files = {}
+    for f in _files(path):
+        st = f.stat()
+        files[str(f.relative_to(root))] = [st.st_size, st.st_mtime_ns]
+    return {"files": files}
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
@@ -56,6 +70,8 @@ def _rows_json(path: Path):
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{where(path, exc.lineno)}: malformed JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); is this a binary file?") from None
     if not isinstance(data, list):
         raise UserError(f"{path}: expected a JSON list of objects")
     yield from ((f"item {i}", row) for i, row in enumerate(data))

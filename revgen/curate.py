@@ -98,14 +98,30 @@ class CurateConfig:
     gopher: GopherSettings = field(default_factory=GopherSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+    allow_partial: bool = False  # curate a synthesize run that is still running or was interrupted
 
 
-def read_records(source: str):
+def check_source(source: str, allow_partial: bool) -> dict | None:
+    """A synthesize run must be complete (or ``allow_partial``); returns what a partial input lacks."""
+    path = Path(source)
+    if not path.is_dir() or not (path / "run.json").is_file():
+        return None
+    status = json.loads((path / "run.json").read_text()).get("status")
+    if status == "complete":
+        return None
+    if not allow_partial:
+        raise UserError(f"{path} is a synthesize run that is not complete (status: {status}); finish it by rerunning "
+                        "`revgen synthesize`, or pass --allow-partial to curate what it has so far")  # fmt: skip
+    log.warning("curating a partial synthesize run (status %s)", status)
+    return {"status": status, "shards_done": len(list((path / "shards").glob("*.done")))}
+
+
+def read_records(source: str, problems: dict | None = None):
     path = Path(source)
     if path.is_dir():
         if not any((path / "shards").glob("*.jsonl")) and not any(path.glob("[0-9]*.jsonl")):
             raise UserError(f"{path} holds no shards (expected the output dir of `revgen synthesize`)")
-        yield from shards.iter_records(path)
+        yield from shards.iter_records(path, problems=problems if problems is not None else {})
         return
     if not path.is_file():
         raise UserError(f"curate input {source} is neither a synthesize run dir nor a .jsonl file")
@@ -156,8 +172,12 @@ def build_filters(cfg: CurateConfig) -> list:
 def curate(cfg: CurateConfig) -> dict:
     if cfg.format not in FORMATS:
         raise UserError(f"format must be one of {FORMATS}, got {cfg.format!r}")
+    partial = check_source(cfg.input, cfg.allow_partial)
     out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output dir {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    problems: dict = {}
     tmp = {name: out / f".{name}.tmp" for name in ("dataset.jsonl", "rejected.jsonl")}
     with tmp["dataset.jsonl"].open("w", encoding="utf-8") as data, tmp["rejected.jsonl"].open("w", encoding="utf-8") as rej:
 
@@ -165,7 +185,7 @@ def curate(cfg: CurateConfig) -> dict:
             rej.write(shards.dumps({"id": record.get("id"), "reason": reason, **detail, "record": record}))
 
         runner = FilterRunner(build_filters(cfg), on_drop)
-        kept = runner.run(read_records(cfg.input))
+        kept = runner.run(read_records(cfg.input, problems))
         judge_stats = None
         if cfg.judge.enabled:
             kept, judge_stats = self_curate(list(kept), cfg.judge, runner.counts, on_drop)
@@ -173,9 +193,14 @@ def curate(cfg: CurateConfig) -> dict:
             data.write(shards.dumps(export(record, cfg.format)))
     for name, path in tmp.items():
         path.replace(out / name)  # only complete files ever carry the final names
+    for kind in ("bad_line", "torn_tail"):
+        if problems.get(kind):
+            runner.counts[f"unreadable/{kind}"] = problems[kind]
+    if problems:
+        log.warning("skipped unreadable shard lines: %s", problems)
     counts = dict(sorted(runner.counts.items(), key=lambda kv: (kv[0] != "total", kv[0] != "kept", kv[0])))
     stats = {"command": "curate", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg),
-             "counts": counts, "filters": runner.settings(), "judge": judge_stats, "source_run": _source_run(cfg.input),
+             "counts": counts, "partial_input": partial, "unreadable_lines": problems or None, "filters": runner.settings(), "judge": judge_stats, "source_run": _source_run(cfg.input),
              "versions": runinfo.versions()}  # fmt: skip
     runinfo.write_json(out / "stats.json", stats)
     return stats

@@ -31,7 +31,8 @@ def push(path: str | Path, repo_id: str, *, private: bool = False, license: str 
         raise UserError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
     if constants.is_offline_mode():
         raise UserError("HF_HUB_OFFLINE is set: pushing needs the network; unset it for this command")
-    text = str(card.render(path, license=license, language=language, pretty_name=pretty_name, repo_id=repo_id, run=run))
+    text = card.scrub(str(card.render(path, license=license, language=language, pretty_name=pretty_name,
+                                      repo_id=repo_id, run=run)), run)  # fmt: skip
     (path / card.CARD_FILE).write_text(text, encoding="utf-8")
     endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
     api = HfApi(endpoint=endpoint, token=token)
@@ -41,7 +42,9 @@ def push(path: str | Path, repo_id: str, *, private: bool = False, license: str 
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         stage = "upload the data"
         files = _data_files(run)
-        ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(f)) for name, f in files]
+        # uploaded bytes carry no local path (run.json, stats.json and shard meta name files by their names)
+        ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(f) if name == "data/train.jsonl" else
+                                  card.scrub(f.read_text(encoding="utf-8"), run).encode()) for name, f in files]  # fmt: skip
         data = api.create_commit(repo_id, ops, repo_type="dataset",
                                  commit_message=f"revgen: {run.n_rows} rows ({run.kind})")  # fmt: skip
         done.append(f"data ({len(ops)} files)")

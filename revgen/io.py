@@ -16,13 +16,22 @@ def iter_jsonl(path: str | Path, errors: str = "raise") -> Iterator[tuple[int, o
     ``errors="yield"`` is yielded as a ``ValueError`` so the caller can count and skip it.
     """
     path = Path(path)
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, expected a .jsonl file")
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
             try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as exc:
-                if errors != "yield":
-                    raise UserError(f"{where(path, n)}: malformed JSON ({exc.msg})") from None
-                yield n, ValueError(f"malformed JSON ({exc.msg})")
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problem = f"not UTF-8 text (byte {exc.start}); is this a binary file?"
+            else:
+                if not line.strip():
+                    continue
+                try:
+                    yield n, json.loads(line)
+                    continue
+                except json.JSONDecodeError as exc:
+                    problem = f"malformed JSON ({exc.msg})"
+            if errors != "yield":
+                raise UserError(f"{where(path, n)}: {problem}")
+            yield n, ValueError(problem)

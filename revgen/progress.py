@@ -24,7 +24,10 @@ def estimate_documents(source: str) -> int | None:
         elif suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            total += pq.ParquetFile(f).metadata.num_rows
+            try:
+                total += pq.ParquetFile(f).metadata.num_rows
+            except Exception:  # not parquet: the reader reports it with the file's name
+                return None
         elif suffix in (".txt", ".json"):
             return None  # paragraphs / lists: unknown without parsing
     return total

@@ -140,7 +140,7 @@ def _items(rows, cfg, passed: dict, progress):
     """Documents -> (unit, doc, segment index, text), as synthesize._items does for a local run."""
     from revgen.shardwork import units
 
-    seen, docs = set(), 0
+    seen, docs = {}, 0
     for row in rows:
         if "bad_rows" in row:
             passed["corpus"]["bad_rows"] += row["bad_rows"]

@@ -106,9 +106,24 @@ def is_done(shard_dir: Path, index: int) -> bool:
     return shard_paths(shard_dir, index)[2].exists()
 
 
-def iter_records(directory: str | Path, dropped: bool = False):
-    """Every record (or dropped line) of a run directory, in shard order."""
+def iter_records(directory: str | Path, dropped: bool = False, problems: dict | None = None):
+    """Every record (or dropped line) of a run directory, in shard order.
+
+    With ``problems``, unreadable lines are skipped and counted there (``bad_line`` in the middle of a
+    shard, ``torn_tail`` for an unfinished last line) instead of ending the shard's records."""
     shard_dir = Path(directory) / "shards" if (Path(directory) / "shards").is_dir() else Path(directory)
     pattern = "*.dropped.jsonl" if dropped else RECORD_GLOB
     for path in sorted(shard_dir.glob(pattern)):
-        yield from _read_lines(path)
+        if problems is None:
+            yield from _read_lines(path)
+            continue
+        with path.open("rb") as fh:
+            for n, raw in enumerate(fh, 1):
+                try:
+                    yield json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    kind = "bad_line" if raw.endswith(b"\n") else "torn_tail"
+                    problems[kind] = problems.get(kind, 0) + 1
+                    examples = problems.setdefault("examples", [])
+                    if len(examples) < 5:
+                        examples.append(f"{path.name} line {n} ({kind})")

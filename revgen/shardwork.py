@@ -27,14 +27,23 @@ def segment_seed(seed: int, shard: int, unit: str) -> int:
     return xxhash.xxh64_intdigest(f"{seed}:{shard}:{unit}".encode()) % (2**31)
 
 
-def units(doc, segments: list[str], seen: set, counts: dict):
-    """(unit id, doc, segment index, text) for a document's segments; repeated units are counted, not yielded."""
+def units(doc, segments: list[str], seen: dict, counts: dict):
+    """(unit id, doc, segment index, text) for a document's segments; a repeated unit (same id, same
+    text) is counted, not yielded; the same id with other text is an error (ids must name one text)."""
     for i, text in enumerate(segments):
         unit = f"{doc.id}:{i}"
+        digest = xxhash.xxh64_intdigest(text.encode("utf-8"))
         if unit in seen:
+            first_digest, first_source = seen[unit]
+            if first_digest != digest:
+                from revgen.errors import UserError
+
+                raise UserError(f"{doc.source}: document id {doc.id!r} was already used by {first_source} for a "
+                                "different text; ids must be unique (fix the id field, or drop --id-field to use "
+                                "content hashes)")  # fmt: skip
             counts["duplicate_segments"] += 1
             continue
-        seen.add(unit)
+        seen[unit] = (digest, doc.source)
         yield unit, doc, i, text
 
 
@@ -126,9 +135,38 @@ def generate_batch(ctx: Context, generator, index: int, batch: list) -> tuple[li
 
 def load_generator(ctx: Context):
     cfg, backend, base, adapter, merge = ctx.cfg, ctx.backend, ctx.base, ctx.adapter, ctx.merge
-    model, lora = (str(merged_dir(adapter, base)), None) if merge and backend == "vllm" else (base, str(adapter))
+    try:
+        model, lora = (str(merged_dir(adapter, base)), None) if merge and backend == "vllm" else (base, str(adapter))
+    except LOAD_ERRORS as exc:
+        raise explain(exc, f"{base} with adapter {adapter}") from None
     max_len = cfg.engine.get("max_model_len") or cfg.max_input_tokens + 256 + cfg.max_new_tokens
     options = {k: v for k, v in cfg.engine.items() if k != "max_model_len"}
+    if cfg.trust_remote_code:
+        key = "trust_remote_code"
+        options = {**options, key: True} if backend == "vllm" else {
+            **options, "model_kwargs": {**options.get("model_kwargs", {}), key: True}}  # fmt: skip
     gen = get_generator(backend, model, lora, merge=merge, dtype=cfg.dtype, max_model_len=max_len,
                         batch_size=cfg.micro_batch_size, options=options)  # fmt: skip
-    return gen.load()
+    return load_or_explain(gen, model, lora)
+
+
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, ImportError, __import__("json").JSONDecodeError)
+
+
+def explain(exc: Exception, what: str):
+    """A broken model or adapter folder as one line instead of a traceback."""
+    from revgen.errors import UserError
+
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return UserError(f"could not load {what}: {first} (a missing, truncated or corrupted file?)")
+
+
+def load_or_explain(gen, model: str, adapter: str | None):
+    from revgen.errors import UserError
+
+    try:
+        return gen.load()
+    except UserError:
+        raise
+    except Exception as exc:  # safetensors, peft and transformers each raise their own types for a bad file
+        raise explain(exc, model + (f" with adapter {adapter}" if adapter else "")) from None

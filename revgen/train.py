@@ -69,6 +69,7 @@ class TrainConfig:
     seed: int = 42
     merge: bool = False  # also write a merged bf16 model to OUTPUT_DIR/merged
     threads: int | None = None  # torch CPU threads; None: $REVGEN_THREADS or torch's default
+    overwrite: bool = False  # replace a finished adapter in output_dir
     trainer: dict = field(default_factory=dict)  # passed through to trl.SFTConfig
 
     def __post_init__(self):
@@ -158,7 +159,9 @@ def split_holdout(pairs: list[dict], holdout: float, seed: int):
 def sft_config(cfg: TrainConfig, p: Plan, has_eval: bool):
     from trl import SFTConfig
 
-    args = {"report_to": "none", "logging_steps": 1, "save_strategy": "no", "learning_rate": 2e-4,
+    # checkpoints by default (a killed run resumes from the last one, not from step 0), two kept
+    args = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "save_steps": 25,
+            "save_total_limit": 2, "learning_rate": 2e-4,
             "per_device_train_batch_size": 4, "num_train_epochs": 1, "lr_scheduler_type": "constant"}  # fmt: skip
     if has_eval:
         args.update(eval_strategy="epoch", per_device_eval_batch_size=8)
@@ -179,7 +182,7 @@ def train(cfg: TrainConfig) -> dict:
     started = time.time()
     runinfo.set_threads(cfg.threads)
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    resume_step = _prepare_output(out, cfg)
     p = plan(cfg)
     log.info("plan: %s", p)
     if not p.load_in_4bit:
@@ -211,9 +214,10 @@ def train(cfg: TrainConfig) -> dict:
                          peft_config=lora, callbacks=[timer])  # fmt: skip
     trainable, total = trainer.model.get_nb_trainable_parameters()
     log.info("LoRA trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
-    resume = any(out.glob("checkpoint-*"))
+    if resume_step is not None:
+        log.info("resuming from %s/checkpoint-%d (step %d)", out, resume_step, resume_step)
     with contextlib.redirect_stdout(sys.stderr):  # transformers prints its log dicts to stdout
-        result = trainer.train(resume_from_checkpoint=True if resume else None)
+        result = trainer.train(resume_from_checkpoint=True if resume_step is not None else None)
 
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
@@ -238,6 +242,7 @@ def train(cfg: TrainConfig) -> dict:
         "eval_losses": eval_losses,
         "train_loss": result.training_loss,
         "steps": trainer.state.global_step,
+        "resumed_from_step": resume_step,
         "tokens": n_tokens,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "tokens_per_s": n_tokens / result.metrics["train_runtime"] if result.metrics.get("train_runtime") else None,
@@ -253,6 +258,47 @@ def train(cfg: TrainConfig) -> dict:
     runinfo.write_json(out / "run.json", info)
     log.info("saved adapter to %s (train loss %.3f, %d steps)", out, result.training_loss, info["steps"])
     return info
+
+
+STARTED_FILE = "train-config.json"  # the config a run in progress was started with
+NOT_IDENTITY = {"threads", "overwrite"}
+
+
+def _prepare_output(out: Path, cfg: TrainConfig) -> int | None:
+    """Refuse to replace a finished adapter unless asked; resume a killed run only with the same config.
+    Returns the step of the checkpoint the run resumes from (None: starts at step 0)."""
+    import json
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output dir {out} is a file, not a folder")
+    values = {k: v for k, v in cfgmod.to_dict(cfg).items() if k not in NOT_IDENTITY}
+    if (out / "run.json").is_file():
+        if not cfg.overwrite:
+            raise UserError(f"{out} already holds a trained model (run.json); pass --overwrite to replace it, "
+                            "or choose another --output-dir")  # fmt: skip
+        log.warning("--overwrite: replacing the trained model in %s", out)
+        for ckpt in out.glob("checkpoint-*"):
+            shutil.rmtree(ckpt)
+        (out / "run.json").unlink()
+    steps = sorted(int(c.name.split("-")[1]) for c in out.glob("checkpoint-*") if c.name.split("-")[1].isdigit())
+    started = out / STARTED_FILE
+    if steps and started.is_file():
+        before = json.loads(started.read_text())
+        diff = sorted(k for k in set(before) | set(values) if before.get(k) != values.get(k))
+        if diff:
+            raise UserError(f"{out} holds checkpoints of a run started with other settings ({', '.join(diff)}); "
+                            "rerun with those settings to resume, or pass --overwrite to start over")  # fmt: skip
+    elif steps and not cfg.overwrite:
+        raise UserError(f"{out} holds checkpoints but no {STARTED_FILE}: their settings are unknown; "
+                        "pass --overwrite to start over")  # fmt: skip
+    elif steps:
+        for ckpt in out.glob("checkpoint-*"):
+            shutil.rmtree(ckpt)
+        steps = []
+    out.mkdir(parents=True, exist_ok=True)
+    runinfo.write_json(started, values)
+    return steps[-1] if steps else None
 
 
 def _pairs(cfg: TrainConfig, tokenizer):

@@ -114,7 +114,7 @@ def test_concurrent_run_is_refused(trained_adapter, corpus, tmp_path):
 
 def test_resume_with_another_config_is_refused_unless_overwrite(trained_adapter, corpus, tmp_path):
     run(trained_adapter[0], corpus, tmp_path, max_docs=2)
-    with pytest.raises(UserError, match="different config.*--overwrite"):
+    with pytest.raises(UserError, match="made differently.*max_new_tokens: 32 -> 16.*--overwrite"):
         run(trained_adapter[0], corpus, tmp_path, max_docs=2, max_new_tokens=16)
     info = run(trained_adapter[0], corpus, tmp_path, max_docs=2, max_new_tokens=16, overwrite=True)
     assert info["config"]["max_new_tokens"] == 16

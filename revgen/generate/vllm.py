@@ -21,11 +21,18 @@ class VLLMGenerator(Generator):
     def load(self) -> "VLLMGenerator":
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries data only
+        # The engine runs inside this process: a killed run leaves no EngineCore (~1 GB) behind.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        import torch
         from vllm import LLM
 
         kwargs = {"model": self.model, "tokenizer": self.adapter or self.model, "max_model_len": self.max_model_len,
                   "dtype": "bfloat16" if self.dtype == "auto" else self.dtype, "seed": 0,
                   "enforce_eager": True, "disable_log_stats": True}  # fmt: skip
+        if not torch.cuda.is_available():
+            # vLLM-CPU's chunked prefill crashed seeded sampling on long prompts ("CPU Generator does not
+            # use offset"): prefill every prompt whole, so any prompt the config allows fits one step.
+            kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(self.max_model_len, 2048))
         self.lora = None
         if self.adapter and not self.merge:
             from vllm.lora.request import LoRARequest
