@@ -187,6 +187,7 @@ def machine_paths(run: Run) -> dict[str, str]:
     for info in (run.synth, run.train, run.stats):
         walk(info or {})
     found |= {str(run.path.resolve()), str(Path.cwd())}
+    found |= {str(Path(f).parent) for f in list(found) if f.startswith("/") and Path(f).parent != Path("/")}
     default = str(cache_dir() / "models" / DEFAULT_DIRNAME)
     out = {}
     for p in found:

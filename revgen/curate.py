@@ -26,7 +26,7 @@ FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion")
 
 @dataclass
 class InstructionFilterSettings:
-    min_words: int | None = 4  # Alpaca: drop <= 3 words
+    min_words: int | None = 3  # Alpaca dropped <= 3 words; 3-word questions are good data
     max_words: int | None = 150  # Alpaca: drop > 150 words
     template_leak: bool = True
     refusal: bool = True
@@ -89,6 +89,19 @@ class JudgeSettings:
 
 
 @dataclass
+class ScoreSettings:
+    # fit scores kept in meta["scores"] (revgen/scorers.py): any of rubric, ifd, cycle
+    scorers: list = field(default_factory=list)
+    judge: str = "smollm2-135m"  # rubric: any model, local folder, Hub id or adapter dir
+    forward: str = "smollm2-135m"  # ifd: a forward model (a `revgen train --task forward` dir is Humpback's M0)
+    backward: str | None = None  # cycle: default the synthesize run's adapter
+    dtype: str = "auto"
+    batch_size: int = 8
+    select: dict | None = None  # {score, threshold | top_k | top_fraction}; none: score only
+    best_of_candidates: bool = False  # per segment, keep only the best-scoring of its --num-candidates
+
+
+@dataclass
 class CurateConfig:
     input: str = "out/synth"  # a synthesize run dir, or a .jsonl of records
     output_dir: str = "dataset"
@@ -98,6 +111,7 @@ class CurateConfig:
     gopher: GopherSettings = field(default_factory=GopherSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+    score: ScoreSettings = field(default_factory=ScoreSettings)
     allow_partial: bool = False  # curate a synthesize run that is still running or was interrupted
 
 
@@ -186,9 +200,11 @@ def curate(cfg: CurateConfig) -> dict:
 
         runner = FilterRunner(build_filters(cfg), on_drop)
         kept = runner.run(read_records(cfg.input, problems))
-        judge_stats = None
+        judge_stats = score_stats = None
         if cfg.judge.enabled:
             kept, judge_stats = self_curate(list(kept), cfg.judge, runner.counts, on_drop)
+        if cfg.score.scorers:
+            kept, score_stats = score_and_select(list(kept), cfg, runner.counts, on_drop)
         for record in kept:
             data.write(shards.dumps(export(record, cfg.format)))
     for name, path in tmp.items():
@@ -200,7 +216,7 @@ def curate(cfg: CurateConfig) -> dict:
         log.warning("skipped unreadable shard lines: %s", problems)
     counts = dict(sorted(runner.counts.items(), key=lambda kv: (kv[0] != "total", kv[0] != "kept", kv[0])))
     stats = {"command": "curate", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg),
-             "counts": counts, "partial_input": partial, "unreadable_lines": problems or None, "filters": runner.settings(), "judge": judge_stats, "source_run": _source_run(cfg.input),
+             "counts": counts, "partial_input": partial, "unreadable_lines": problems or None, "filters": runner.settings(), "judge": judge_stats, "scores": score_stats, "source_run": _source_run(cfg.input),
              "versions": runinfo.versions()}  # fmt: skip
     runinfo.write_json(out / "stats.json", stats)
     return stats
@@ -244,12 +260,69 @@ def self_curate(records: list[dict], js: JudgeSettings, counts, on_drop) -> tupl
     return kept, stats
 
 
+def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) -> tuple[list[dict], dict]:
+    """Every score into ``meta["scores"]``, then the selection; dropped records keep their scores."""
+    import statistics
+
+    from revgen import scorers
+
+    sc = cfg.score
+    # bad settings fail before any model loads
+    select = cfgmod.build(scorers.Selection, sc.select, "curate score.select") if sc.select else None
+    if sc.best_of_candidates and not select:
+        raise UserError("score.best_of_candidates needs score.select.score (which score picks the best)")
+    if select and select.score.removesuffix("_argmax") not in sc.scorers:
+        raise UserError(f"score.select.score {select.score!r} is not among score.scorers {sc.scorers}")
+    backward = sc.backward or (_source_run(cfg.input) or {}).get("adapter")
+    if "cycle" in sc.scorers and not backward:
+        raise UserError("the cycle score needs the backward model: set score.backward (an adapter dir)")
+    chain = scorers.build(sc.scorers, judge=sc.judge, forward=sc.forward, backward=backward or "", dtype=sc.dtype,
+                          batch_size=sc.batch_size)  # fmt: skip
+    for s in chain:
+        values = s.score(records)
+        for record, v in zip(records, values):
+            record.setdefault("meta", {}).setdefault("scores", {}).update(v)
+    names = sorted({k for r in records for k in r.get("meta", {}).get("scores", {})})
+    stats: dict = {"scorers": sc.scorers, "models": {"judge": sc.judge, "forward": sc.forward, "backward": backward},
+                   "distribution": {}}  # fmt: skip
+    for name in names:
+        vals = sorted(r["meta"]["scores"][name] for r in records)
+        q = statistics.quantiles(vals, n=10) if len(vals) > 1 else vals * 9
+        stats["distribution"][name] = {"n": len(vals), "mean": round(statistics.fmean(vals), 4), "min": vals[0],
+                                       "p10": round(q[0], 4), "p50": round(q[4], 4), "p90": round(q[8], 4),
+                                       "max": vals[-1]}  # fmt: skip
+    if not select:
+        return records, stats
+    values = [r["meta"]["scores"][select.score] for r in records]
+    flags = select.keep(values)
+    if sc.best_of_candidates:  # Best-of-N: one record per segment, the best by the selection's score
+        sign = 1 if scorers.HIGHER_IS_BETTER[select.score.removesuffix("_argmax")] else -1
+        best: dict = {}
+        for i, r in enumerate(records):
+            seg = r.get("meta", {}).get("segment_id", r.get("id"))
+            if seg not in best or sign * values[i] > sign * values[best[seg]]:
+                best[seg] = i
+        winners = set(best.values())
+        flags = [f and i in winners for i, f in enumerate(flags)]
+    kept = []
+    for record, keep in zip(records, flags):
+        if keep:
+            kept.append(record)
+        else:
+            counts["kept"] -= 1
+            counts[f"dropped/select/{select.score}"] += 1
+            on_drop(record, f"select/{select.score}", {"scores": record["meta"]["scores"]})
+    stats["selection"] = {**sc.select, "removed": len(records) - len(kept), "kept": len(kept)}
+    log.info("score selection: %s", stats["selection"])
+    return kept, stats
+
+
 def _source_run(source: str) -> dict | None:
     run = Path(source) / "run.json"
     if not run.is_file():
         return None
     info = json.loads(run.read_text())
-    return {k: info.get(k) for k in ("base_model", "adapter_sha256", "backend", "sampling", "template", "counts")}
+    return {k: info.get(k) for k in ("base_model", "adapter", "adapter_sha256", "backend", "sampling", "template", "counts")}
 
 
 def counts_table(counts: dict) -> str:

@@ -58,9 +58,9 @@ class Template:
 
 
 def get_template(name_or_path: str) -> Template:
-    """A built-in template by name (``seed``) or a template file."""
-    if name_or_path in TEMPLATES:
-        return Template(TEMPLATES[name_or_path])
+    """A built-in template by name (``seed``; ``auto`` is the seed's) or a template file."""
+    if name_or_path in TEMPLATES or name_or_path == "auto":
+        return Template(TEMPLATES.get(name_or_path, SEED_TEMPLATE))
     path = Path(name_or_path)
     if path.is_dir():
         path = path / TEMPLATE_FILE

@@ -111,6 +111,12 @@ def test_push_uploads_data_then_card_and_the_token_goes_nowhere_else(dataset, hu
     logs = caplog.text + res.output
     assert "pushed" in logs and TOKEN not in logs
     assert not [p for p in dataset.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    # the run was made with absolute paths: none of this machine's paths is in anything uploaded
+    from revgen.models import cache_dir
+
+    machine = [str(run_dirs[0].parent), str(dataset.parent), str(cache_dir()), str(Path.home()) + "/"]
+    leaks = {name: m for name, data in repo["files"].items() for m in machine if m.encode() in data}
+    assert not leaks and b"SmolLM2-135M-Instruct" in repo["files"]["README.md"]
     # what arrived loads with `datasets` through the card's own `configs` metadata
     from datasets import load_dataset
 

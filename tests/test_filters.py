@@ -156,3 +156,25 @@ def test_semantic_dedup_catches_paraphrases_and_keeps_other_topics():
     keep, reason, detail = d(rec("For what reason was the Eiffel Tower constructed?", id="b"))
     assert (keep, reason, detail["duplicate_of"]) == (False, "semantic_instruction", "a") and detail["cosine"] >= 0.85
     assert d(rec("How do plants turn sunlight into energy?", id="c")) is True
+
+
+@pytest.mark.parametrize("instruction, output", [
+    ("I want you to break these emotions down into happy and sad groups: joy, grief, glee", "Happy: joy, glee. Sad: grief."),
+    ("Of the following, which are characters from Star Wars: Yoda, Frodo, Leia?", "Yoda and Leia."),
+    ("Implement a function that reverses a linked list in Python.", "def reverse(head): ..."),
+    ("Who is the best Formula 1 driver", "Who is the best Formula 1 driver has been debated for decades by fans."),
+    ("How do I open a file in Python?", "Use open(path) and read the file with a context manager."),
+    ("What is the plot of Harry Potter?", "A young wizard attends a school of magic and fights a dark lord."),
+    ("What is Terraform?", "Terraform is an infrastructure as code tool."),
+    ("Recommend some music for a road trip", "Try classic rock: Queen, Fleetwood Mac and Tom Petty."),
+])  # fmt: skip
+def test_good_human_instructions_pass_the_default_chain(instruction, output):
+    """Cases that the earlier defaults rejected (bench/scoring.py's false-reject table)."""
+    runner = FilterRunner(instruction_filters())
+    assert runner.check({"instruction": instruction, "input": "", "output": output}) is None
+
+
+def test_a_request_that_copies_its_output_is_still_caught():
+    rec = {"instruction": "The Nile is the longest river in Africa and flows north.", "input": "",
+           "output": "The Nile is the longest river in Africa and flows north into the Mediterranean."}
+    assert FilterRunner(instruction_filters()).check(rec)[0] == "copies_output"
