@@ -40,7 +40,9 @@ VARIANTS = ("S", "S+syn", "S+syn-cur", "S+real", "S+real-kept")
 
 
 def write_jsonl(path: Path, rows) -> str:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # unchanged files keep their mtime
+        path.write_text(text, encoding="utf-8")
     return str(path)
 
 

@@ -250,6 +250,24 @@ def eval_cmd(recipe, sets, no_base, task, model_dir, against, **flags) -> None:
     click.echo(table(evaluate(cfg)))
 
 
+@cli.command(name="run")
+@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
+@click.option("--from", "start", metavar="STAGE", help="Rerun this stage and everything after it.")
+@click.option("--until", metavar="STAGE", help="Stop after this stage.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (what runs, what is skipped and why) and stop.")
+def run_cmd(recipe, start, until, dry_run) -> None:
+    """Run the stages RECIPE's `run:` section lists, each in its own dir; finished stages are skipped."""
+    from revgen.pipeline import run, table
+
+    summary = run(recipe, start, until, dry_run)
+    if dry_run:
+        for s in summary["stages"]:
+            click.echo(f"{s['action']:>4}  {s['name']:<14} {s['kind']:<12} {s['why']}")
+        return
+    click.echo(table(summary), err=True)
+    click.echo(json.dumps({s["name"]: s.get("numbers") for s in summary["stages"]}))
+
+
 def main() -> None:
     try:
         cli(prog_name="revgen", standalone_mode=False)

@@ -114,6 +114,10 @@ class CurateConfig:
     score: ScoreSettings = field(default_factory=ScoreSettings)
     allow_partial: bool = False  # curate a synthesize run that is still running or was interrupted
 
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise UserError(f"format must be one of {FORMATS}, got {self.format!r}")
+
 
 def check_source(source: str, allow_partial: bool) -> dict | None:
     """A synthesize run must be complete (or ``allow_partial``); returns what a partial input lacks."""

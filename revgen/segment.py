@@ -51,16 +51,17 @@ class Segmenter:
         return out
 
     def _split(self, text: str) -> list[str]:
-        units = []
+        units = []  # (text, separator before it, its token count)
         for para in PARAGRAPH.split(text):
             para = para.strip()
             if not para:
                 continue
-            if self._len(para) <= self.max_tokens:
-                units.append((para, "\n\n"))
+            n = self._len(para)
+            if n <= self.max_tokens:
+                units.append((para, "\n\n", n))
                 continue
             for sent in SENTENCE.split(para):
-                units.extend((piece, " ") for piece in self._hard_split(sent))
+                units.extend((piece, " ", self._len(piece)) for piece in self._hard_split(sent))
         return self._pack(units)
 
     def _hard_split(self, sentence: str) -> list[str]:
@@ -70,14 +71,27 @@ class Segmenter:
         step = self.max_tokens - 8  # decode/re-encode at a seam may add a token or two
         return [self.tokenizer.decode(ids[i : i + step]).strip() for i in range(0, len(ids), step)]
 
-    def _pack(self, units: list[tuple[str, str]]) -> list[str]:
-        segments, current = [], ""
-        for unit, sep in units:
-            candidate = f"{current}{sep}{unit}" if current else unit
-            if current and self._len(candidate) > self.max_tokens:
-                segments.append(current)
-                candidate = unit
-            current = candidate
+    def _pack(self, units: list[tuple[str, str, int]]) -> list[str]:
+        """Greedy packing on the units' own token counts (each unit tokenised once: linear in the
+        document), one separator token allowed per seam; every packed segment is then tokenised once
+        to confirm the budget, and one that merged across a seam past it is split in two."""
+        groups, current, used = [], [], 0
+        for unit in units:
+            cost = unit[2] + (1 if current else 0)
+            if current and used + cost > self.max_tokens:
+                groups.append(current)
+                current, cost = [], unit[2]
+            current.append(unit)
+            used = (used if len(current) > 1 else 0) + cost
         if current:
-            segments.append(current)
-        return segments
+            groups.append(current)
+        out = []
+        while groups:
+            group = groups.pop(0)
+            text = group[0][0] + "".join(sep + u for u, sep, _ in group[1:])
+            if len(group) > 1 and self._len(text) > self.max_tokens:
+                half = len(group) // 2
+                groups[:0] = [group[:half], group[half:]]
+                continue
+            out.append(text)
+        return out

@@ -84,11 +84,14 @@ def identity(cfg: SynthConfig) -> dict:
     return {"corpus": fingerprint(cfg.corpus, cfg.split), "adapter_sha256": runinfo.dir_hash(cfg.adapter)}
 
 
-def _changes(prev: dict, cfg: SynthConfig, ident: dict) -> list[str]:
+def _changes(prev: dict, cfg: SynthConfig, ident: dict, config_only: bool = False) -> list[str]:
     changed = []
     old_cfg, new_cfg = prev.get("config", {}), cfgmod.to_dict(cfg)
-    keys = sorted(k for k in set(old_cfg) | set(new_cfg) if k not in RESUMABLE and old_cfg.get(k) != new_cfg.get(k))
+    keys = sorted(k for k in set(old_cfg) | set(new_cfg) if k not in RESUMABLE and old_cfg.get(k) != new_cfg.get(k)
+                  and (k in old_cfg or new_cfg.get(k) != SynthConfig.__dataclass_fields__[k].default))  # fmt: skip
     changed += [f"{k}: {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}" for k in keys]
+    if config_only:
+        return changed
     old_ident = prev.get("identity", {})
     if old_ident.get("adapter_sha256") != ident["adapter_sha256"]:
         changed.append("the adapter's weights (retrained?)")
@@ -117,6 +120,9 @@ def _prepare_dir(out: Path, cfg: SynthConfig, ident: dict) -> Path | None:
         prev = json.loads(run_json.read_text())
         if prev.get("resume_hash") == resume_hash(cfg) and prev.get("identity") == ident:
             return None  # resume
+        if "identity" not in prev and not _changes(prev, cfg, ident, config_only=True):
+            log.warning("%s: a run from an older revgen (no content identity recorded): resuming on its config", out)
+            return None
         if prev.get("status") != "complete" and not has_records:
             log.info("%s: replacing an earlier run that wrote no records (%s)", out, prev.get("status"))
             shutil.rmtree(shard_dir, ignore_errors=True)

@@ -26,11 +26,14 @@ def train_flops_per_token(n_params: int, n_layers: int, hidden: int, seq_len: in
 
 
 class ThroughputCallback(TrainerCallback):
+    """Seconds and tokens of every optimizer step, each step's own tokens (the trainer's
+    ``num_input_tokens_seen`` before and after it), so the rate is right whatever ``logging_steps`` is."""
+
     def __init__(self, warmup_steps: int = 2):
         self.warmup = warmup_steps
         self.steps: list[tuple[float, float]] = []  # (seconds, tokens) per step
         self._t = None
-        self._tokens = 0.0
+        self._seen = 0
 
     def _sync(self):
         import torch
@@ -47,17 +50,12 @@ class ThroughputCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         self._sync()
         self._t = time.perf_counter()
+        self._seen = state.num_input_tokens_seen
 
     def on_step_end(self, args, state, control, **kwargs):
         self._sync()
         if self._t is not None:
-            self.steps.append([time.perf_counter() - self._t, None])
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        tokens = (logs or {}).get("num_tokens")
-        if tokens is not None and self.steps and self.steps[-1][1] is None:
-            self.steps[-1][1] = float(tokens) - self._tokens
-            self._tokens = float(tokens)
+            self.steps.append((time.perf_counter() - self._t, float(state.num_input_tokens_seen - self._seen)))
 
     def summary(self, model=None, checkpointing: bool = False, seq_len: int | None = None) -> dict:
         import torch

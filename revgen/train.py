@@ -70,6 +70,7 @@ class TrainConfig:
     merge: bool = False  # also write a merged bf16 model to OUTPUT_DIR/merged
     threads: int | None = None  # torch CPU threads; None: $REVGEN_THREADS or torch's default
     overwrite: bool = False  # replace a finished adapter in output_dir
+    exclude: str | None = None  # forward: leave out rows found in this file (e.g. another run's heldout.jsonl)
     trainer: dict = field(default_factory=dict)  # passed through to trl.SFTConfig
 
     def __post_init__(self):
@@ -161,7 +162,7 @@ def sft_config(cfg: TrainConfig, p: Plan, has_eval: bool):
 
     # checkpoints by default (a killed run resumes from the last one, not from step 0), two kept
     args = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "save_steps": 25,
-            "save_total_limit": 2, "learning_rate": 2e-4,
+            "save_total_limit": 2, "learning_rate": 2e-4, "include_num_input_tokens_seen": "non_padding",
             "per_device_train_batch_size": 4, "num_train_epochs": 1, "lr_scheduler_type": "constant"}  # fmt: skip
     if has_eval:
         args.update(eval_strategy="epoch", per_device_eval_batch_size=8)
@@ -286,7 +287,12 @@ def _prepare_output(out: Path, cfg: TrainConfig) -> int | None:
     if steps and started.is_file():
         before = json.loads(started.read_text())
         diff = sorted(k for k in set(before) | set(values) if before.get(k) != values.get(k))
-        if diff:
+        if diff and cfg.overwrite:
+            log.warning("--overwrite: dropping checkpoints made with other settings (%s)", ", ".join(diff))
+            for ckpt in out.glob("checkpoint-*"):
+                shutil.rmtree(ckpt)
+            steps = []
+        elif diff:
             raise UserError(f"{out} holds checkpoints of a run started with other settings ({', '.join(diff)}); "
                             "rerun with those settings to resume, or pass --overwrite to start over")  # fmt: skip
     elif steps and not cfg.overwrite:
@@ -311,6 +317,12 @@ def _pairs(cfg: TrainConfig, tokenizer):
         template = get_forward_template(cfg.template)
         rows, fstats = load_forward_rows(cfg.data, context)
         rows = [r for r in rows if not cfg.categories or r["category"] in cfg.categories]
+        if cfg.exclude:
+            held = {(r["instruction"], r["output"]) for r in load_forward_rows(cfg.exclude)[0]}
+            before = len(rows)
+            rows = [r for r in rows if (r["instruction"], r["output"]) not in held]
+            fstats.per_source["excluded"] = before - len(rows)
+            log.info("left out %d rows found in %s", before - len(rows), cfg.exclude)
         pairs, cut = build_forward_pairs(rows[: cfg.max_rows], template, tokenizer, cfg.max_length, cfg.overlong)
         stats = {**fstats.as_dict(), **cut}
     else:

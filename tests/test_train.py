@@ -106,3 +106,16 @@ def test_merge_writes_a_bf16_model_that_matches_the_adapter(trained_adapter, bas
         a = merged(ids).logits.float().argmax(-1)
         b = peft_model(ids).logits.argmax(-1)
     assert (a == b).float().mean() > 0.9  # bf16 rounding may flip a rare near-tie
+
+
+def test_throughput_counts_each_steps_own_tokens_whatever_logging_steps(tmp_path, base_model):
+    """run.json's tokens/s once credited a whole logging window to one step (10x too high with
+    logging_steps=10); each step's rate now comes from that step's own tokens."""
+    cfg = TrainConfig(model=base_model, output_dir=str(tmp_path), max_length=96, max_rows=16,
+                      lora=LoraSettings(r=4, target_modules=["q_proj"]),
+                      trainer={"max_steps": 6, "per_device_train_batch_size": 2, "logging_steps": 3})
+    info = train(cfg)
+    th = info["throughput"]
+    assert th["steps_timed"] == 4  # 6 steps, 2 of warm-up
+    overall = info["tokens"] / info["train_runtime_s"]  # trl's own token count over the whole run
+    assert 0.3 * overall < th["tokens_per_s_median"] < 2 * overall, (th, overall)
