@@ -81,6 +81,24 @@ def hf_loop(model, prompts, batch, **kw):
     return go
 
 
+def padded_loop(model, prompts, batch, **kw):
+    """Seed-style inference on prompts of real lengths: corpus order, batches of ``batch``, left padding."""
+    import torch
+
+    def go():
+        for i in range(0, len(prompts), batch):
+            chunk = prompts[i : i + batch]
+            width = max(map(len, chunk))
+            ids = torch.full((len(chunk), width), 3, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, p in enumerate(chunk):
+                ids[r, width - len(p):], mask[r, width - len(p):] = torch.tensor(p), 1
+            with torch.inference_mode():
+                model.generate(input_ids=ids.to(_dev()), attention_mask=mask.to(_dev()), max_new_tokens=NEW,
+                               min_new_tokens=NEW, do_sample=False, pad_token_id=3, **kw)  # fmt: skip
+    return go
+
+
 def variant(name, model_dir, adapter, merged, prompts, args):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -94,9 +112,10 @@ def variant(name, model_dir, adapter, merged, prompts, args):
         base = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=q, device_map={"": _dev()})
         model = PeftModel.from_pretrained(base, str(adapter)).eval()
         ps = prompts[: args.seed_prompts]
-        hf_loop(model, ps[: args.seed_batch], args.seed_batch)()  # warm-up
+        loop = padded_loop if args.real_lengths else hf_loop
+        loop(model, ps[: args.seed_batch], args.seed_batch)()  # warm-up
         _reset_peak()
-        return timed(hf_loop(model, ps, args.seed_batch), len(ps) * NEW) | {"batch": args.seed_batch}
+        return timed(loop(model, ps, args.seed_batch), len(ps) * NEW) | {"batch": args.seed_batch}
     if name == "plain-bf16":
         model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16, device_map={"": _dev()}).eval()
         hf_loop(model, prompts[:8], 8)()
@@ -105,13 +124,16 @@ def variant(name, model_dir, adapter, merged, prompts, args):
 
     static = {"generate_kwargs": {"cache_implementation": "static"}}
     opts = {"revgen": {}, "revgen-static": static, "revgen-sdpa": {"attn_implementation": "sdpa"},
-            "revgen-static-sdpa": {**static, "attn_implementation": "sdpa"}}[name]  # fmt: skip
+            "revgen-static-sdpa": {**static, "attn_implementation": "sdpa"}}[name.removesuffix("-oneshot")]  # fmt: skip
+    if args.max_memory_gib:
+        opts = {**opts, "max_memory_gib": args.max_memory_gib}
     gen = get_generator("transformers", str(merged), None, dtype="bfloat16", batch_size=args.batch, options=opts).load()
     sampling = Sampling(temperature=0.0, max_new_tokens=NEW, ignore_eos=True)
-    gen.generate(prompts[: args.batch], sampling, [0] * args.batch)  # warm-up (and compile, if any)
+    if not name.endswith("-oneshot"):  # -oneshot: compilation inside the timed pass, as a real one-shot run pays it
+        gen.generate(prompts[: args.batch], sampling, [0] * args.batch)  # warm-up (and compile, if any)
     _reset_peak()
     res = timed(lambda: gen.generate(prompts, sampling, [0] * len(prompts)), len(prompts) * NEW)
-    return res | {"batch": args.batch}
+    return res | {"batch": args.batch, "budget_tokens": gen.token_budget()}
 
 
 def main():
@@ -128,7 +150,12 @@ def main():
     ap.add_argument("--seed-prompts", type=int, default=64)
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--tiny", action="store_true", help="small dimensions: a smoke test of the code path")
+    ap.add_argument("--real-lengths", action="store_true",
+                    help="prompt lengths of real text (bench/real_lengths.json: median 136, p90 350, max 1536) instead of 256")
+    ap.add_argument("--max-memory-gib", type=float, help="cap this process's GPU memory (e.g. 24: a 24 GB card)")
     args = ap.parse_args()
+    if args.max_memory_gib and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(args.max_memory_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     model_dir, _ = build(workdir, args.layers, rows=10, tiny=args.tiny)
@@ -140,7 +167,12 @@ def main():
 
         merge_adapter(adapter, str(model_dir), merged)
     g = torch.Generator().manual_seed(0)
-    prompts = torch.randint(10, 32000, (args.prompts, PROMPT), generator=g).tolist()
+    if args.real_lengths:
+        lengths = json.loads((Path(__file__).parent / "real_lengths.json").read_text())["lengths"]
+        lengths = [lengths[i % len(lengths)] for i in range(args.prompts)]
+        prompts = [torch.randint(10, 32000, (n,), generator=g).tolist() for n in lengths]
+    else:
+        prompts = torch.randint(10, 32000, (args.prompts, PROMPT), generator=g).tolist()
     results = {}
     for name in args.variants.split(","):
         try:

@@ -56,3 +56,18 @@ def test_attention_choice_per_device_and_head_layout():
     assert choose(mha, cuda=True) == "sdpa"  # transformers' sdpa: no KV copy without groups
     assert choose(gqa, cuda=True) == "sdpa_gqa"  # would otherwise repeat_kv the cache every step
     assert choose(mha, cuda=False) == choose(gqa, cuda=False) == "sdpa_gqa"
+
+
+def test_batches_are_planned_from_a_token_budget():
+    from revgen.generate.hf import bucket, plan_batches
+
+    lengths = [300, 20, 1000, 50, 60, 700, 20, 128, 129]
+    plain = plan_batches(lengths, 128, cap=4, budget=None)
+    assert [len(b) for b in plain] == [4, 4, 1] and sorted(i for b in plain for i in b) == list(range(9))
+    planned = plan_batches(lengths, 128, cap=64, budget=1200)
+    for b in planned:  # every batch fits: sequences x (widest prompt + new tokens) <= budget
+        assert len(b) * (max(lengths[i] for i in b) + 128) <= 1200 or len(b) == 1
+    assert [lengths[b[0]] for b in planned] == sorted(lengths[b[0]] for b in planned)  # short prompts first
+    static = plan_batches(lengths, 128, cap=64, budget=None, static=True)
+    assert all(len({bucket(lengths[i]) for i in b}) == 1 for b in static)  # one shape bucket per batch
+    assert [bucket(x) for x in (1, 128, 129, 300, 1000)] == [128, 128, 256, 512, 1024]

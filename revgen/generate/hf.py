@@ -4,6 +4,13 @@ Prompts are sorted by length and cut into batches, so each batch pads to a simil
 compute is wasted on padding; results come back in the caller's order. Attention comes from
 attention.choose: decode steps without copying the KV cache per query group, the fastest kernel
 per device.
+
+On CUDA the batches are planned from memory, not a fixed count: a token budget from the free
+device memory after the weights (KV-cache bytes per token from the model config, plus transient
+activations) divided by each batch's (prompt + new tokens), at most ``batch_size`` sequences. With
+a static cache the prompt width is bucketed to a power of two and a short batch is padded to its
+bucket's size, so compilation happens once per width bucket. An out-of-memory error halves the
+batch and retries (logged) instead of ending the run.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ class HFGenerator(Generator):
             if self.merge:
                 model = model.merge_and_unload()
         self.hf_model = model.to(self.device).eval()
+        self._bucket_sizes: dict = {}  # static cache: the batch size each width bucket compiled for
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         self.stop_ids = sorted({i for i in _ids(self.tokenizer.eos_token_id) + _ids(self.hf_model.generation_config.eos_token_id)})
@@ -46,19 +54,65 @@ class HFGenerator(Generator):
         return self
 
     def generate(self, prompts, sampling: Sampling, seeds):
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list = [None] * len(prompts)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            outs = self._batch([prompts[i] for i in idx], sampling, seeds[idx[0]])
-            for i, out in zip(idx, outs):
+        budget = self.token_budget(sampling.n)
+        for idx in plan_batches([len(p) for p in prompts], sampling.max_new_tokens, self.batch_size, budget,
+                                self.static):  # fmt: skip
+            for i, out in zip(idx, self._fit([prompts[i] for i in idx], sampling, seeds[idx[0]])):
                 results[i] = out
         return results
+
+    @property
+    def static(self) -> bool:
+        return self.options.get("generate_kwargs", {}).get("cache_implementation") == "static"
+
+    def token_budget(self, n: int = 1) -> int | None:
+        """Tokens (prompt + new, all sequences) one batch may hold on this device; None: unbounded (CPU)."""
+        import torch
+
+        if self.device != "cuda":
+            return None
+        cfg = self.hf_model.config
+        heads = cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        size = self.hf_model.dtype.itemsize
+        kv = 2 * cfg.num_hidden_layers * getattr(cfg, "num_key_value_heads", heads) * head_dim * size
+        act = (4 * cfg.hidden_size + 3 * getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)) * size
+        free, _ = torch.cuda.mem_get_info()
+        if self.options.get("max_memory_gib"):  # a smaller card, or a share of this one
+            free = min(free, int(float(self.options["max_memory_gib"]) * 2**30) - torch.cuda.memory_reserved())
+        fraction = float(self.options.get("memory_fraction", 0.7))
+        return max(1, int(fraction * free / ((kv + act) * n)))
+
+    def _fit(self, batch, sampling, seed, depth: int = 0):
+        """Generate ``batch``; on CUDA out-of-memory, halve it and retry (each half seeded as the whole)."""
+        import gc
+
+        import torch
+
+        try:
+            return self._batch(batch, sampling, seed)
+        except torch.cuda.OutOfMemoryError:
+            if len(batch) == 1 or depth > 8:
+                raise
+        # retried outside the except block: the exception's frames hold the failed attempt's cache
+        gc.collect()
+        torch.cuda.empty_cache()
+        half = len(batch) // 2
+        if self.static:  # the bucket compiles again at the smaller size, and stays there
+            self._bucket_sizes[bucket(max(map(len, batch)))] = half
+        log.warning("out of GPU memory at %d sequences: retrying as %d + %d", len(batch), half, len(batch) - half)
+        return self._fit(batch[:half], sampling, seed, depth + 1) + self._fit(batch[half:], sampling, seed, depth + 1)
 
     def _batch(self, batch: list[list[int]], sampling: Sampling, seed: int) -> list[list[Completion]]:
         import torch
 
+        real = len(batch)
         width = max(len(p) for p in batch)
+        if self.static:  # shapes from a few buckets: one compilation per bucket, not per batch
+            width = bucket(width)
+            size = self._bucket_sizes.setdefault(width, len(batch))
+            batch = batch + [batch[-1]] * max(0, size - len(batch))
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for row, p in enumerate(batch):  # left padding: every prompt ends at the same column
@@ -77,7 +131,7 @@ class HFGenerator(Generator):
             )  # fmt: skip
         new = out[:, width:].tolist()
         results = []
-        for row, p in enumerate(batch):
+        for row, p in enumerate(batch[:real]):
             cands = []
             for k in range(sampling.n):
                 toks = new[row * sampling.n + k]
@@ -87,6 +141,32 @@ class HFGenerator(Generator):
                 cands.append(Completion(text, "length" if stop is None else "stop", len(toks), len(p)))
             results.append(cands)
         return results
+
+
+def bucket(width: int, smallest: int = 128) -> int:
+    """The power of two (at least ``smallest``) a prompt width is padded to."""
+    b = smallest
+    while b < width:
+        b *= 2
+    return b
+
+
+def plan_batches(lengths: list[int], new_tokens: int, cap: int, budget: int | None, static: bool = False) -> list[list[int]]:
+    """Indices in length order cut into batches of at most ``cap`` sequences whose (padded prompt +
+    new tokens) x sequences stays within ``budget`` (None: no budget)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = bucket(lengths[i]) if static else lengths[i]  # sorted: the newcomer is the widest
+        if current and (len(current) >= cap or (budget is not None and (len(current) + 1) * (width + new_tokens) > budget)
+                        or (static and bucket(lengths[current[0]]) != width)):  # fmt: skip
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _ids(value) -> list[int]:
