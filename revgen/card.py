@@ -134,7 +134,7 @@ def render(path: str | Path, *, license: str | None = None, language: list[str] 
         pipeline=_pipeline(run), template=(run.synth or {}).get("template", "not recorded"),
         synth_counts=_synth_counts(run), counts=_counts(run), filters=_filters(run),
         judge=(run.stats or {}).get("judge"), examples=examples, model_note=_model_note(run),
-        revgen_version=__version__,
+        revgen_version=__version__, report=(run.path / "report.html").is_file() and run.kind == "curated",
     )  # fmt: skip
     _check_metadata(str(card), template or TEMPLATE)
     return card

@@ -250,6 +250,15 @@ def eval_cmd(recipe, sets, no_base, task, model_dir, against, **flags) -> None:
     click.echo(table(evaluate(cfg)))
 
 
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+def report(path) -> None:
+    """Write PATH/report.html: the funnel, lengths, instruction mix, scores and examples of a curate dir."""
+    from revgen.report import write
+
+    click.echo(str(write(path)))
+
+
 @cli.command(name="run")
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
 @click.option("--from", "start", metavar="STAGE", help="Rerun this stage and everything after it.")

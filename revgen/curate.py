@@ -113,6 +113,7 @@ class CurateConfig:
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     score: ScoreSettings = field(default_factory=ScoreSettings)
     allow_partial: bool = False  # curate a synthesize run that is still running or was interrupted
+    report: bool = True  # write report.html (plots of the funnel, lengths, mix, scores; examples)
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -223,6 +224,10 @@ def curate(cfg: CurateConfig) -> dict:
              "counts": counts, "partial_input": partial, "unreadable_lines": problems or None, "filters": runner.settings(), "judge": judge_stats, "scores": score_stats, "source_run": _source_run(cfg.input),
              "versions": runinfo.versions()}  # fmt: skip
     runinfo.write_json(out / "stats.json", stats)
+    if cfg.report:
+        from revgen.report import write as write_report
+
+        log.info("report: %s", write_report(out))
     return stats
 
 

@@ -43,8 +43,8 @@ def push(path: str | Path, repo_id: str, *, private: bool = False, license: str 
         stage = "upload the data"
         files = _data_files(run)
         # uploaded bytes carry no local path (run.json, stats.json and shard meta name files by their names)
-        ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(f) if name == "data/train.jsonl" else
-                                  card.scrub(f.read_text(encoding="utf-8"), run).encode()) for name, f in files]  # fmt: skip
+        ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(f) if name == "data/train.jsonl" or f.suffix == ".png"
+                                  else card.scrub(f.read_text(encoding="utf-8"), run).encode()) for name, f in files]  # fmt: skip
         data = api.create_commit(repo_id, ops, repo_type="dataset",
                                  commit_message=f"revgen: {run.n_rows} rows ({run.kind})")  # fmt: skip
         done.append(f"data ({len(ops)} files)")
@@ -84,6 +84,9 @@ def _data_files(run: card.Run) -> list[tuple[str, Path]]:
     for name in ("stats.json", "run.json"):
         if (run.path / name).is_file():
             files.append((f"revgen/{name}", run.path / name))
+    if run.kind == "curated" and (run.path / "report.html").is_file():  # the card shows two of its plots
+        files += [("report.html", run.path / "report.html")]
+        files += [(f"report/{f.name}", f) for f in sorted((run.path / "report").glob("*.png"))]
     return files
 
 

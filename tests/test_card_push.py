@@ -101,7 +101,10 @@ def test_push_uploads_data_then_card_and_the_token_goes_nowhere_else(dataset, hu
     assert res.exit_code == 0, res.output
     repo = hub.repos["me/backtranslated"]
     assert repo["private"] is True
-    assert [c["files"] for c in repo["commits"]] == [["data/train.jsonl", "revgen/stats.json"], ["README.md"]]
+    plots = [f"report/{n}.png" for n in ("funnel", "lengths", "mix")]
+    assert [c["files"] for c in repo["commits"]] == [["data/train.jsonl", "revgen/stats.json", "report.html", *plots],
+                                                     ["README.md"]]  # fmt: skip
+    assert b"![Curation funnel](report/funnel.png)" in repo["files"]["README.md"]
     assert repo["files"]["data/train.jsonl"] == (dataset / "dataset.jsonl").read_bytes()
     assert repo["files"]["README.md"] == (dataset / "README.md").read_bytes()  # no card on the Hub before: ours as is
     assert hub.validated and all(errors == [] for errors, _ in hub.validated)  # the Hub's metadata checks passed
