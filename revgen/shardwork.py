@@ -135,6 +135,10 @@ def generate_batch(ctx: Context, generator, index: int, batch: list) -> tuple[li
 
 def load_generator(ctx: Context):
     cfg, backend, base, adapter, merge = ctx.cfg, ctx.backend, ctx.base, ctx.adapter, ctx.merge
+    if backend == "openai":  # the server holds the model (adapter merged or served as a LoRA); we tokenize
+        options = {**cfg.engine, "base_url": cfg.base_url, "served_model": cfg.served_model,
+                   "concurrency": cfg.concurrency, **({"api_key_env": cfg.api_key_env} if cfg.api_key_env else {})}
+        return load_or_explain(get_generator("openai", base, str(adapter), options=options), base, str(adapter))
     try:
         model, lora = (str(merged_dir(adapter, base)), None) if merge and backend == "vllm" else (base, str(adapter))
     except LOAD_ERRORS as exc:

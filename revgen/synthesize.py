@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # Paths are not part of a run's identity (out/run and ./out/run/ are one run): the corpus and the
 # adapter are identified by their content instead (see identity()).
 RESUMABLE = {"overwrite", "threads", "batch_size", "micro_batch_size", "data_parallel", "executor", "ray_address",
-             "max_restarts", "output_dir", "corpus", "adapter"}  # fmt: skip
+             "max_restarts", "output_dir", "corpus", "adapter", "base_url", "api_key_env", "concurrency"}  # fmt: skip
 REPLACED = ".replaced"  # an --overwrite'n run waits here until the new run completes
 
 
@@ -70,6 +70,10 @@ class SynthConfig:
     ray_address: str | None = None  # an existing Ray cluster; default: start a local one
     max_restarts: int = 2  # a dead data-parallel worker is restarted this often, then the run stops
     trust_remote_code: bool = False  # let the model's own Python code run (opt-in, recorded)
+    base_url: str | None = None  # backend openai: the server, e.g. http://127.0.0.1:8000/v1
+    served_model: str | None = None  # backend openai: the model name the server serves (the adapter, merged or not)
+    api_key_env: str | None = None  # backend openai: the variable holding the key (default OPENAI_API_KEY)
+    concurrency: int = 16  # backend openai: requests in flight
 
 
 def resume_hash(cfg: SynthConfig) -> str:
@@ -216,8 +220,13 @@ class Context:
 
     @property
     def meta(self) -> dict:
-        return {"model": self.base, "adapter_sha256": self.adapter_sha256, "backend": self.backend,
+        meta = {"model": self.base, "adapter_sha256": self.adapter_sha256, "backend": self.backend,
                 "sampling": self.sampling.as_dict()}  # fmt: skip
+        if self.backend == "openai":
+            from revgen.generate.openai_server import public_url
+
+            meta.update(server=public_url(self.cfg.base_url or ""), served_model=self.cfg.served_model)
+        return meta
 
     def segmenter(self) -> Segmenter:
         return Segmenter(self.tokenizer, self.cfg.max_input_tokens, self.cfg.min_words)
@@ -252,6 +261,11 @@ def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
             "adapter_sha256": ctx.adapter_sha256, "backend": ctx.backend, "merged": ctx.merge,
             "template": ctx.template.text, "sampling": ctx.sampling.as_dict(), "versions": runinfo.versions(),
             "environment": runinfo.device_info()}  # fmt: skip
+    if cfg.base_url:  # never credentials in run.json
+        from revgen.generate.openai_server import public_url
+
+        info["config"]["base_url"] = public_url(cfg.base_url)
+        info.update(server=public_url(cfg.base_url), served_model=cfg.served_model)
     runinfo.write_json(out / "run.json", info)
     if cfg.executor == "ray":
         from revgen.raysynth import run_ray as runner
