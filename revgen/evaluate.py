@@ -133,9 +133,13 @@ def evaluate(cfg: EvalConfig) -> dict:
         preds, cut = _generate(cfg, model, lora, prompts)
         scored = score_pairs(rows, preds, cut, cosine)
         results[name], examples[name] = summarize(scored, cfg.bootstrap, cfg.seed), scored
+    from revgen.mix import compare_mix
+
+    mixes = {name: compare_mix([s["generated"] for s in scored], [s["gold"] for s in scored])
+             for name, scored in examples.items()}  # fmt: skip
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    info = {"command": "eval", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg), "base_model": base,
+    info = {"command": "eval", "instruction_mix": mixes, "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg), "base_model": base,
             "adapter_sha256": runinfo.dir_hash(adapter), "rows": len(rows), "systems": results,
             "versions": runinfo.versions()}  # fmt: skip
     runinfo.write_json(out / "eval.json", info)
@@ -152,4 +156,7 @@ def table(info: dict) -> str:
         cells = [f"{res['overall'][m]['mean']:.3f} [{res['overall'][m]['ci95'][0]:.3f}, {res['overall'][m]['ci95'][1]:.3f}]"
                  for m in METRICS]  # fmt: skip
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\n{info['rows']} pairs; mean [bootstrap 95% interval]\n"
+    mix = "".join(f"\n{name}: questions {m['synthetic']['kind'].get('question', 0):.2f} vs gold "
+                  f"{m['real']['kind'].get('question', 0):.2f} (TV {m['tv_kind']}), leading-word TV {m['tv_leading_word']}"
+                  for name, m in info.get("instruction_mix", {}).items())  # fmt: skip
+    return "\n".join(lines) + f"\n\n{info['rows']} pairs; mean [bootstrap 95% interval]\n" + mix + "\n"

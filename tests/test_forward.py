@@ -126,3 +126,13 @@ def test_forward_training_moves_loss_and_its_nll_prefers_true_pairs(trained_forw
     assert 0 <= a["rouge_l"]["mean"] <= 1 and res["rows"] == 12
     lines = (tmp_path / "ev" / "examples.jsonl").read_text().splitlines()
     assert len(lines) == 24 and "| B - A (paired) |" in (tmp_path / "ev" / "eval.md").read_text()
+
+
+def test_instruction_mix_counts_questions_requests_and_their_distance():
+    from revgen.mix import compare_mix, kind
+
+    assert [kind(x) for x in ("What is X?", "Name three rivers.", "Is it red", "Classify these: a, b")] == [
+        "question", "request", "question", "request"]  # fmt: skip
+    m = compare_mix(["What is a dragon?"] * 4, ["What is a dragon?", "Classify these animals.", "Name a bird.", "Why?"])
+    assert m["synthetic"]["kind"] == {"question": 1.0} and m["real"]["kind"] == {"question": 0.5, "request": 0.5}
+    assert m["tv_kind"] == 0.5 and m["tv_leading_word"] == 0.75  # 0.5 * (0.75 + 3 * 0.25)
