@@ -255,6 +255,26 @@ def eval_cmd(recipe, sets, no_base, task, model_dir, against, **flags) -> None:
 
 
 @cli.command()
+@click.argument("input_path", metavar="DATASET", required=False)
+@recipe_opt
+@click.option("-o", "--output-dir", help="Where the rewritten shards and run.json go.")
+@click.option("--model", help="The rewriter: 'smollm2-135m' (default), a local folder or a Hub id.")
+@click.option("--backend", type=click.Choice(["auto", "vllm", "transformers", "openai"]))
+@click.option("--base-url", help="--backend openai: the server's URL.")
+@click.option("--served-model", help="--backend openai: the model name the server serves.")
+@click.option("--keep-original", is_flag=True, default=None, help="Also write each un-rewritten record.")
+@set_opt
+def rewrite(input_path, recipe, sets, **flags) -> None:
+    """Rewrite each record's output into an assistant answer grounded in its passage (back-and-forth translation)."""
+    from revgen.rewrite import RewriteConfig
+    from revgen.rewrite import rewrite as run
+
+    overrides = cfgmod.merge({"input": input_path, **flags}, cfgmod.parse_overrides(sets))
+    info = run(cfgmod.load(RewriteConfig, "rewrite", recipe, overrides))
+    click.echo(json.dumps(info["counts"]))
+
+
+@cli.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 def report(path) -> None:
     """Write PATH/report.html: the funnel, lengths, instruction mix, scores and examples of a curate dir."""

@@ -41,7 +41,7 @@ RULES = {
     "semantic_threshold": (lambda v: -1 <= v <= 1, "a cosine in [-1, 1]"),
 }  # fmt: skip
 
-SECTIONS = ("train", "forward", "synthesize", "curate", "eval", "eval_forward", "run")
+SECTIONS = ("train", "forward", "synthesize", "curate", "eval", "eval_forward", "rewrite", "run")
 
 
 def read_recipe(path: str | Path) -> dict:

@@ -35,7 +35,7 @@ from revgen.errors import UserError
 
 log = logging.getLogger(__name__)
 KINDS = {"train": "train", "forward": "forward", "synthesize": "synthesize", "curate": "curate",
-         "eval_forward": "eval_forward", "card": None}  # kind -> recipe section  # fmt: skip
+         "eval_forward": "eval_forward", "rewrite": "rewrite", "card": None}  # kind -> recipe section  # fmt: skip
 STAGE_FILE = "stage.json"
 
 
@@ -178,6 +178,10 @@ def _build(stage: Stage, source: str):
         from revgen.curate import CurateConfig as cls
 
         values = stage.values
+    elif stage.kind == "rewrite":
+        from revgen.rewrite import RewriteConfig as cls
+
+        values = stage.values
     else:
         from revgen.forward_eval import ForwardEvalConfig as cls
 
@@ -202,6 +206,10 @@ def _execute(stage: Stage) -> dict:
 
         counts = curate(cfg)["counts"]
         return {"records": counts.get("total", 0), "kept": counts.get("kept", 0)}
+    if stage.kind == "rewrite":
+        from revgen.rewrite import rewrite
+
+        return {"records": rewrite(cfg)["counts"]["records"]}
     if stage.kind == "eval_forward":
         from revgen.forward_eval import evaluate_forward
 
