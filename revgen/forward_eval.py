@@ -18,7 +18,7 @@ from pathlib import Path
 from revgen import config as cfgmod
 from revgen import runinfo
 from revgen.errors import UserError
-from revgen.stats import mean_ci, paired_ci, runs_ci
+from revgen.stats import paired_ci, runs_ci
 
 METRICS = ("nll", "instruction_use", "rouge_l", "response_words")
 

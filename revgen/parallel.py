@@ -100,7 +100,7 @@ def _start(spec: Path, out: Path, rank: int, world: int, devices: list[str] | No
 def worker_main(spec: str, out: str, rank: int, world: int) -> None:
     from revgen import runinfo
     from revgen.progress import Progress
-    from revgen.synthesize import Context, SynthConfig, work
+    from revgen.synthcore import Context, SynthConfig, work
 
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s rank {rank} %(levelname)s %(name)s: %(message)s")
     cfg = cfgmod.build(SynthConfig, json.loads(Path(spec).read_text()), spec)

@@ -38,7 +38,7 @@ class _Segment:
     """Ray Data stage: one corpus source -> one row per document with its segments and stats."""
 
     def __init__(self, cfg_dict: dict):
-        from revgen.synthesize import Context, SynthConfig
+        from revgen.synthcore import Context, SynthConfig
 
         self.ctx = Context.build(cfgmod.build(SynthConfig, cfg_dict, "ray job"))
 
@@ -62,7 +62,7 @@ class _Generate:
     def __init__(self, cfg_dict: dict):
         from revgen import runinfo
         from revgen.shardwork import load_generator
-        from revgen.synthesize import Context, SynthConfig
+        from revgen.synthcore import Context, SynthConfig
 
         cfg = cfgmod.build(SynthConfig, cfg_dict, "ray job")
         runinfo.set_threads(cfg.threads or 1)
@@ -89,7 +89,7 @@ def run_ray(ctx, out: Path) -> dict:
 
     from revgen.progress import Progress
     from revgen.shardwork import pending_batches
-    from revgen.synthesize import _chunks
+    from revgen.synthcore import _chunks
 
     cfg = ctx.cfg
     if not ray.is_initialized():

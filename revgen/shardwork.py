@@ -2,7 +2,8 @@
 
 Shared by every executor (one process, ``--data-parallel`` workers, Ray actors): a shard's
 batches are cut the same way and every segment gets the same seed whoever generates it, so
-the records do not depend on how the work was spread. ``ctx`` is a ``synthesize.Context``.
+the records do not depend on how the work was spread. ``ctx`` is a ``synthcore.Context`` (not
+imported: the core imports this module, not the reverse).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import xxhash
 
@@ -18,8 +18,6 @@ from revgen import runinfo, shards
 from revgen.generate import get_generator
 from revgen.prompts import encode_prompt
 
-if TYPE_CHECKING:
-    from revgen.synthesize import Context, SynthConfig
 
 
 def segment_seed(seed: int, shard: int, unit: str) -> int:
@@ -70,7 +68,7 @@ def _unit(row: dict) -> str:
 class ShardWriter:
     """Generates and appends one shard at a time; the generator loads on the first pending work."""
 
-    def __init__(self, ctx: Context, shard_dir: Path, progress):
+    def __init__(self, ctx, shard_dir: Path, progress):
         self.ctx, self.shard_dir, self.progress = ctx, shard_dir, progress
         self.generator = None
         self.generate_s = 0.0  # time inside the generator, model loading excluded
@@ -93,7 +91,7 @@ class ShardWriter:
             self.generator.close()
 
 
-def pending_batches(cfg: SynthConfig, shard_dir: Path, index: int, items: list, progress) -> list | None:
+def pending_batches(cfg, shard_dir: Path, index: int, items: list, progress) -> list | None:
     """The batches shard ``index`` still needs (None: the shard is done); partial units are cut away."""
     if shards.is_done(shard_dir, index):
         progress.skip(len(items))
@@ -110,7 +108,7 @@ def write_batch(shard_dir: Path, index: int, kept: list, dropped: list) -> None:
     shards.append(dropped_path, dropped)
 
 
-def generate_batch(ctx: Context, generator, index: int, batch: list) -> tuple[list, list, int]:
+def generate_batch(ctx, generator, index: int, batch: list) -> tuple[list, list, int]:
     """Records and dropped lines for one batch of (unit, doc, segment, text) items, and tokens generated."""
     cfg, template, meta_base = ctx.cfg, ctx.template, ctx.meta
     prompts = [encode_prompt(ctx.tokenizer, template.prompt(text)) for _, _, _, text in batch]
@@ -133,7 +131,7 @@ def generate_batch(ctx: Context, generator, index: int, batch: list) -> tuple[li
     return kept, dropped, sum(c.n_tokens for cands in results for c in cands)
 
 
-def load_generator(ctx: Context):
+def load_generator(ctx):
     cfg, backend, base, adapter, merge = ctx.cfg, ctx.backend, ctx.base, ctx.adapter, ctx.merge
     if backend == "openai":  # the server holds the model (adapter merged or served as a LoRA); we tokenize
         options = {**cfg.engine, "base_url": cfg.base_url, "served_model": cfg.served_model,

@@ -1,5 +1,6 @@
-"""Generator backends behind one small interface (see base.Generator)."""
+"""Generator backends behind one small interface (base.Generator); choose.py picks one."""
 
-from revgen.generate.base import Completion, Generator, Sampling, get_generator, resolve_backend
+from revgen.generate.base import Completion, Generator, Sampling
+from revgen.generate.choose import BACKENDS, get_generator, resolve_backend
 
-__all__ = ["Completion", "Generator", "Sampling", "get_generator", "resolve_backend"]
+__all__ = ["BACKENDS", "Completion", "Generator", "Sampling", "get_generator", "resolve_backend"]
