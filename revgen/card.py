@@ -125,17 +125,22 @@ def render(path: str | Path, *, license: str | None = None, language: list[str] 
     )  # fmt: skip
     examples = [json.dumps(_shorten(r), ensure_ascii=False) for r, _ in zip(run.rows(), range(3))]
     first = json.loads(examples[0]) if examples else {}
-    card = DatasetCard.from_template(
-        card_data, template_path=str(template or TEMPLATE), pretty_name=name, n_rows=n, kind=run.kind,
-        sources=", ".join(f"`{s}`" for s in run.sources), license=lic, license_source=lic_source,
-        language_note=", ".join(language) if language else "not declared (pass --language)",
-        format=run.format, data_path=data_path, fields=", ".join(f"`{k}`" for k in first),
-        load_args=f'"{repo_id}"' if repo_id else f'"json", data_files="{_local_files(run)}"', trl_snippet=_trl_snippet(run.format),
-        pipeline=_pipeline(run), template=(run.synth or {}).get("template", "not recorded"),
-        synth_counts=_synth_counts(run), counts=_counts(run), filters=_filters(run),
-        judge=(run.stats or {}).get("judge"), examples=examples, model_note=_model_note(run),
-        revgen_version=__version__, report=(run.path / "report.html").is_file() and run.kind == "curated",
-    )  # fmt: skip
+    import yaml
+
+    try:
+        card = DatasetCard.from_template(
+            card_data, template_path=str(template or TEMPLATE), pretty_name=name, n_rows=n, kind=run.kind,
+            sources=", ".join(f"`{s}`" for s in run.sources), license=lic, license_source=lic_source,
+            language_note=", ".join(language) if language else "not declared (pass --language)",
+            format=run.format, data_path=data_path, fields=", ".join(f"`{k}`" for k in first),
+            load_args=f'"{repo_id}"' if repo_id else f'"json", data_files="{_local_files(run)}"', trl_snippet=_trl_snippet(run.format),
+            pipeline=_pipeline(run), template=(run.synth or {}).get("template", "not recorded"),
+            synth_counts=_synth_counts(run), counts=_counts(run), filters=_filters(run),
+            judge=(run.stats or {}).get("judge"), examples=examples, model_note=_model_note(run),
+            revgen_version=__version__, report=(run.path / "report.html").is_file() and run.kind == "curated",
+        )  # fmt: skip
+    except (yaml.YAMLError, ValueError) as exc:  # a template whose own YAML header is broken
+        raise UserError(f"card template {template or TEMPLATE}: its YAML header does not parse ({str(exc)[:200]})") from None
     _check_metadata(str(card), template or TEMPLATE)
     return card
 

@@ -73,7 +73,7 @@ def test_card_carries_the_real_counts_of_the_run(run_dirs):
     assert f"| records | {synth['counts']['records']} |" in text
     assert synth["adapter_sha256"] in text and train["config_hash"] in text
     assert f"final train loss {round(train['train_loss'], 4)}" in text
-    assert '"min_words": 4, "max_words": 150' in text  # the length filter's thresholds
+    assert '"min_words": 3, "max_words": 150' in text  # the length filter's thresholds
     first = json.loads((ds / "dataset.jsonl").read_text().splitlines()[0])
     assert json.dumps(first["instruction"], ensure_ascii=False)[:60] in text
     assert "inherited from the corpus card" in text
@@ -102,8 +102,8 @@ def test_push_uploads_data_then_card_and_the_token_goes_nowhere_else(dataset, hu
     repo = hub.repos["me/backtranslated"]
     assert repo["private"] is True
     plots = [f"report/{n}.png" for n in ("funnel", "lengths", "mix")]
-    assert [c["files"] for c in repo["commits"]] == [["data/train.jsonl", "revgen/stats.json", "report.html", *plots],
-                                                     ["README.md"]]  # fmt: skip
+    assert [sorted(c["files"]) for c in repo["commits"]] == [
+        sorted(["data/train.jsonl", "revgen/stats.json", "report.html", *plots]), ["README.md"]]  # fmt: skip
     assert b"![Curation funnel](report/funnel.png)" in repo["files"]["README.md"]
     assert repo["files"]["data/train.jsonl"] == (dataset / "dataset.jsonl").read_bytes()
     assert repo["files"]["README.md"] == (dataset / "README.md").read_bytes()  # no card on the Hub before: ours as is
@@ -156,7 +156,7 @@ def test_push_failures_say_what_was_published(dataset, hub, monkeypatch):
     hub.fail = lambda req: 500 if req["path"].endswith("/commit/main") and b"README.md" in req["body"] else None
     res = run("--repo-id", "me/half")
     assert res.exit_code != 0 and "could not upload the card" in res.output
-    assert "Published so far: data (2 files)" in res.output and "without its card" in res.output
+    assert "Published so far: data (6 files)" in res.output and "without its card" in res.output
     assert TOKEN not in res.output and "README.md" not in hub.repos["me/half"]["files"]
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     res = run("--repo-id", "me/offline")
@@ -165,3 +165,14 @@ def test_push_failures_say_what_was_published(dataset, hub, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     res = run("--repo-id", "me/notoken")
     assert res.exit_code != 0 and "no Hugging Face token" in res.output
+
+
+def test_a_card_template_with_broken_yaml_fails_instead_of_writing_empty_metadata(run_dirs, tmp_path):
+    bad = tmp_path / "t.md"
+    bad.write_text("---\nlicense: [unclosed\n---\n# {{ pretty_name }}\n")
+    with pytest.raises(UserError, match="card template .*t.md"):
+        card.write(run_dirs[1], license="cc-by-sa-3.0", template=str(bad))
+    headless = tmp_path / "h.md"
+    headless.write_text("# {{ pretty_name }}\n")  # no metadata header at all
+    with pytest.raises(UserError, match="no YAML metadata header"):
+        card.write(run_dirs[1], license="cc-by-sa-3.0", template=str(headless))

@@ -236,16 +236,25 @@ def test_killed_vllm_synthesize_leaves_no_engine_process(trained_adapter, dolly_
 
     if __import__("importlib").util.find_spec("vllm") is None and not os.environ.get("REVGEN_REQUIRE_VLLM"):
         pytest.skip("vllm is not installed")
-    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": r["response"]} for r in dolly_rows[200:260]])
+    # the first shard holds the longest prompt the config allows (max_input_tokens 1024), sampled with
+    # seeds: vLLM-CPU's chunked prefill once crashed here ("CPU Generator does not use offset")
+    longest = max(dolly_rows, key=lambda r: len(r["context"]))
+    long_text = (longest["context"] + "\n\n") * 3
+    rows = [{"text": long_text}] + [{"text": r["response"]} for r in dolly_rows[200:260]]
+    corpus = write_jsonl(tmp_path / "c.jsonl", rows)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TMPDIR": str(tmp_path), "VLLM_CACHE_ROOT": str(tmp_path / "vc")}
     proc = subprocess.Popen([sys.executable, "-m", "revgen", "synthesize", str(corpus), "--adapter", str(trained_adapter[0]),
                              "-o", str(tmp_path / "o"), "--backend", "vllm", "--max-new-tokens", "32", "--set", "batch_size=4",
-                             "--set", "shard_size=4"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             "--set", "shard_size=4", "--set", "max_input_tokens=1024", "--temperature", "0.7"],
+                            env=env, stderr=open(tmp_path / "err.log", "w"), stdout=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     deadline = time.time() + 300
     while time.time() < deadline and not list((tmp_path / "o" / "shards").glob("*.done")):
         time.sleep(2)
-    assert list((tmp_path / "o" / "shards").glob("*.done")), "the engine never produced a shard"
+    assert list((tmp_path / "o" / "shards").glob("*.done")), (tmp_path / "err.log").read_text()[-3000:]
+    first = [r for r in shards.iter_records(tmp_path / "o") if r["meta"]["prompt_tokens"] > 900]
+    first += [r for r in shards.iter_records(tmp_path / "o", dropped=True) if r["meta"]["prompt_tokens"] > 900]
+    assert first, "the longest prompt was generated"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     time.sleep(3)
