@@ -147,6 +147,9 @@ def evaluate(cfg: EvalConfig) -> dict:
         for name, scored in examples.items():
             fh.writelines(json.dumps({"system": name, **s}, ensure_ascii=False) + "\n" for s in scored)
     (out / "eval.md").write_text(table(info), encoding="utf-8")
+    from revgen.report import write_eval
+
+    write_eval(out)  # report.html: per-category bars with intervals
     return info
 
 

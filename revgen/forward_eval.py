@@ -159,6 +159,9 @@ def evaluate_forward(cfg: ForwardEvalConfig) -> dict:
         for name, rs in scored.items():
             fh.writelines(json.dumps({"system": name, **r, **rows[i]}, ensure_ascii=False) + "\n" for i, r in enumerate(rs))
     (out / "eval.md").write_text(table(info), encoding="utf-8")
+    from revgen.report import write_eval
+
+    write_eval(out)  # report.html: per-category bars with intervals
     return info
 
 

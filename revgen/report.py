@@ -136,12 +136,54 @@ td,th{border:1px solid #ddd;padding:.3em .5em;vertical-align:top;text-align:left
 tr.kept td:first-child{color:#55a868}"""
 
 
+def write_eval(path: Path) -> Path:
+    """report.html for a ``revgen eval`` dir: per-category bars with bootstrap 95% intervals per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from revgen.stats import mean_ci
+
+    info = json.loads((path / "eval.json").read_text())
+    rows = _rows(path / "examples.jsonl")
+    metric = "nll" if info.get("task") == "forward" else "rouge_l"
+    systems = sorted({r["system"] for r in rows})
+    cats = sorted({r.get("category") or "(none)" for r in rows})
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(cats) * len(systems)), 4))
+    width = 0.8 / max(len(systems), 1)
+    for k, system in enumerate(systems):
+        cis = [mean_ci([r[metric] for r in rows if r["system"] == system and (r.get("category") or "(none)") == c
+                        and metric in r]) for c in cats]  # fmt: skip
+        means = [c["mean"] or 0 for c in cis]
+        err = [[m - (c["ci95"][0] if c["ci95"][0] is not None else m) for m, c in zip(means, cis)],
+               [(c["ci95"][1] if c["ci95"][1] is not None else m) - m for m, c in zip(means, cis)]]  # fmt: skip
+        ax.bar([i + k * width for i in range(len(cats))], means, width, yerr=err, capsize=3, label=system)
+    ax.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(cats))], cats, rotation=30, ha="right")
+    ax.set_ylabel(f"{metric} (mean, 95% interval)")
+    ax.set_title(f"{metric} per category")
+    ax.legend()
+    (path / PLOTS_DIR).mkdir(exist_ok=True)
+    png = _save(fig, path / PLOTS_DIR / "categories.png")
+    table = html.escape((path / "eval.md").read_text()) if (path / "eval.md").is_file() else ""
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>revgen eval: {html.escape(path.name)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>revgen eval report: {html.escape(path.name)}</h1>"
+            f"<p>{info.get('rows')} held-out pairs.</p><h2>Per category</h2>{_img(png, 'per-category bars')}"
+            f"<h2>Overall</h2><pre>{table}</pre></body></html>")  # fmt: skip
+    out = path / REPORT_FILE
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
 def write(path: str | Path) -> Path:
-    """Write ``path/report.html`` (and the PNGs under ``path/report/``) for a ``revgen curate`` dir."""
+    """Write ``path/report.html`` (and the PNGs under ``path/report/``) for a ``revgen curate`` dir
+    (or a ``revgen eval`` dir: per-category bars with intervals)."""
     path = Path(path)
     stats_file = path / "stats.json"
+    if not stats_file.is_file() and (path / "eval.json").is_file():
+        return write_eval(path)
     if not stats_file.is_file():
-        raise UserError(f"{path} has no stats.json (expected the output dir of `revgen curate`)")
+        raise UserError(f"{path} has no stats.json or eval.json (expected a `revgen curate` or `revgen eval` dir)")
     stats = json.loads(stats_file.read_text())
     kept, rejected = _rows(path / "dataset.jsonl"), _rows(path / "rejected.jsonl")
     dropped = [{**(d.get("record") or {}), "reason": d.get("reason"), "scores": d.get("scores")} for d in rejected]

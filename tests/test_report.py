@@ -70,3 +70,14 @@ def test_report_loads_in_chromium_and_every_image_decodes_and_is_not_blank(curat
         assert img["complete"] and img["w"] > 200 and img["h"] > 100 and img["colors"] >= 5, img
     assert (tmp_path / "report.png").stat().st_size > 20_000
     json.dumps(images)
+
+
+def test_eval_report_has_per_category_bars_with_intervals(tmp_path):
+    from revgen.report import write
+
+    rows = [{"system": s, "category": c, "rouge_l": v} for s, base in (("adapter", 0.5), ("base", 0.1))
+            for c in ("open_qa", "brainstorming") for v in (base, base + 0.2, base + 0.1)]  # fmt: skip
+    write_jsonl(tmp_path / "examples.jsonl", rows)
+    (tmp_path / "eval.json").write_text(json.dumps({"command": "eval", "rows": 6}))
+    page = write(tmp_path).read_text()
+    assert page.count("data:image/png;base64,") == 1 and (tmp_path / "report" / "categories.png").stat().st_size > 5000
