@@ -202,11 +202,9 @@ def runs_mean(runs):
     return sum(sum(r) / len(r) for r in runs) / len(runs)
 
 
-def _f(x):
-    return f"{x['mean']:+.3f} [{x['ci95'][0]:+.3f}, {x['ci95'][1]:+.3f}]"
-
-
 def markdown(rep: dict) -> str:
+    from revgen.forward_eval import _fmt as _f
+
     lines = ["| variant | NLL (row mean) | NLL (token-weighted) | instruction use | ROUGE-L | vs S: NLL (token-w.) |",
              "|---|---|---|---|---|---|"]
     for k, v in rep["variants"].items():

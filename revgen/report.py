@@ -24,15 +24,12 @@ PLOTS_DIR = "report"
 
 
 def _rows(path: Path) -> list[dict]:
+    """Every readable object of a JSONL file (unreadable lines are curate's to count, not the report's)."""
+    from revgen.io import iter_jsonl
+
     if not path.is_file():
         return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    return [r for _, r in iter_jsonl(path, errors="yield") if isinstance(r, dict)]
 
 
 def _fields(row: dict) -> tuple[str, str]:
