@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # Llama-style names
 VARIANTS = ("S", "S+syn", "S+syn-cur", "S+real", "S+real-kept")
+# further variants, each one more step of the pipeline (run with --variants ... or --all)
+EXTRA = ("S+syn-cycle", "S+syn-rw", "S+typed-cur", "S+typed-mix-cur")
 
 
 def write_jsonl(path: Path, rows) -> str:
@@ -62,32 +64,72 @@ def alpaca(r: dict) -> dict:
     return {"instruction": r["instruction"], "input": "", "output": r["response"], "category": r["category"]}
 
 
-def backward_and_curate(args, S, U, out: Path) -> tuple[list[dict], list[dict]]:
-    """Train the backward model on S, synthesize U, curate; returns (all synthetic, curated) rows."""
-    from revgen.curate import CurateConfig, GopherSettings, curate
-    from revgen.synthesize import SynthConfig, synthesize
+def backward(args, S, out: Path, name: str, typed: bool = False) -> Path:
+    """The backward model trained on S (typed: it names the task type first, revgen/tasktypes.py)."""
     from revgen.train import LoraSettings, TrainConfig, train
 
-    back = out / "backward"
+    back = out / name
     if not (back / "run.json").is_file():
         train(TrainConfig(model=args.model, data=write_jsonl(out / "S.dolly.jsonl", S), output_dir=str(back),
                           max_length=args.max_length, lora=LoraSettings(r=16, alpha=32, target_modules="all-linear"),
-                          dtype=args.dtype, seed=0, trainer={**trainer_args(args, args.backward_steps)}))  # fmt: skip
+                          dtype=args.dtype, seed=0, task_types=typed, overwrite=True,
+                          trainer={**trainer_args(args, args.backward_steps)}))  # fmt: skip
+    return back
+
+
+def synth_set(args, U, out: Path, name: str, adapter: Path, task_mix=None, score=None, cur_name=None):
+    """Synthesize U's responses with ``adapter``, curate (``score``: self-curation on top of the
+    filters); returns (all synthetic rows, curated rows, curate counts)."""
+    from revgen import shards
+    from revgen.curate import CurateConfig, GopherSettings, ScoreSettings, curate
+    from revgen.synthesize import SynthConfig, synthesize
+
     corpus = write_jsonl(out / "U.corpus.jsonl", ({"id": f"u{i}", "text": r["response"]} for i, r in enumerate(U)))
-    synth = out / "synth"
-    synthesize(SynthConfig(corpus=corpus, id_field="id", adapter=str(back), output_dir=str(synth), backend=args.backend,
+    synth = out / f"synth-{name}"
+    synthesize(SynthConfig(corpus=corpus, id_field="id", adapter=str(adapter), output_dir=str(synth), backend=args.backend,
                            max_input_tokens=1024, min_words=1, temperature=args.temperature, max_new_tokens=64,
-                           seed=0, shard_size=64, batch_size=64))  # fmt: skip
+                           seed=0, shard_size=64, batch_size=64, task_mix=task_mix))  # fmt: skip
     # Gopher's output checks are for web text; the outputs here are human Dolly answers, so only
     # the instruction side and dedup are judged (as the curated variant of the issue asks).
-    curate(CurateConfig(input=str(synth), output_dir=str(out / "curated"), gopher=GopherSettings(enabled=False)))
-    from revgen import shards
+    cur_dir = out / f"curated-{cur_name or name}"
+    curate(CurateConfig(input=str(synth), output_dir=str(cur_dir), gopher=GopherSettings(enabled=False),
+                        score=ScoreSettings(**score) if score else ScoreSettings(), report=False))  # fmt: skip
+    by_doc = {int(r["meta"]["doc_id"][1:]): r for r in shards.iter_records(synth)}
+    syn = [{**alpaca(U[i]), "instruction": rec["instruction"], "u": i, "task_type": rec["meta"].get("task_type")}
+           for i, rec in sorted(by_doc.items())]  # fmt: skip
+    kept_outputs = {json.loads(x)["output"] for x in (cur_dir / "dataset.jsonl").read_text().splitlines()}
+    stats = json.loads((cur_dir / "stats.json").read_text())
+    return syn, [r for r in syn if r["output"].strip() in kept_outputs], stats.get("counts", stats)
 
-    records = list(shards.iter_records(synth))
-    by_doc = {int(r["meta"]["doc_id"][1:]): r for r in records}
-    syn = [{**alpaca(U[i]), "instruction": rec["instruction"], "u": i} for i, rec in sorted(by_doc.items())]
-    kept_outputs = {json.loads(x)["output"] for x in (out / "curated" / "dataset.jsonl").read_text().splitlines()}
-    return syn, [r for r in syn if r["output"].strip() in kept_outputs]
+
+def rewritten(args, U, out: Path, cur: list[dict], name: str) -> tuple[list[dict], dict]:
+    """The curated rows with responses rewritten from the passage (back-and-forth translation)."""
+    from revgen import shards
+    from revgen.rewrite import RewriteConfig, rewrite
+
+    if not cur:
+        return [], {"counts": {"input": 0}, "examples": []}
+    src = write_jsonl(out / f"{name}.records.jsonl", ({"id": f"u{r['u']}", "instruction": r["instruction"],
+                                                       "input": "", "output": r["output"]} for r in cur))  # fmt: skip
+    rw = out / f"rewrite-{name}"
+    info = rewrite(RewriteConfig(input=src, output_dir=str(rw), model=args.rewriter, backend=args.backend_rewrite,
+                                 max_new_tokens=args.rewrite_tokens, batch_size=32))  # fmt: skip
+    by_u = {int(r["meta"]["source_id"][1:]): r for r in shards.iter_records(rw)}
+    rows = [{**alpaca(U[i]), "instruction": r["instruction"], "output": r["output"], "u": i} for i, r in sorted(by_u.items())]
+    examples = [{"instruction": r["instruction"], "passage": r["meta"]["passage"][:300], "rewrite": r["output"][:300]}
+                for _, r in sorted(by_u.items())[:3]]  # fmt: skip
+    return rows, {"counts": info["counts"], "examples": examples}
+
+
+def eval_backward(args, out: Path, adapter: Path, H: list[dict], name: str) -> dict:
+    """Instruction recovery on H: greedy vs best-of-N (revgen eval), with the paired difference."""
+    from revgen.evaluate import EvalConfig, evaluate
+
+    res = evaluate(EvalConfig(data=write_jsonl(out / "H.dolly.jsonl", H), adapter=str(adapter),
+                              output_dir=str(out / f"eval-{name}"), backend=args.backend_rewrite, compare_base=False,
+                              num_candidates=args.best_of, select_by=args.select_by, cosine=False, bootstrap=1000))  # fmt: skip
+    return {"systems": {k: {m: v["overall"][m] for m in ("rouge_l", "passes_filters")} for k, v in res["systems"].items()},
+            "paired": res["paired"], "mix": res["instruction_mix"]}  # fmt: skip
 
 
 def trainer_args(args, steps: int) -> dict:
@@ -149,6 +191,13 @@ def main():
     ap.add_argument("--eval-batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    ap.add_argument("--all", action="store_true", help="also the variants " + ", ".join(EXTRA))
+    ap.add_argument("--cycle-fraction", type=float, default=0.7, help="S+syn-cycle: keep this top fraction by cycle score")
+    ap.add_argument("--rewriter", default="smollm2-135m", help="S+syn-rw: the instruct model that rewrites")
+    ap.add_argument("--rewrite-tokens", type=int, default=192)
+    ap.add_argument("--backend-rewrite", default="transformers", help="backend for rewrite and backward eval")
+    ap.add_argument("--best-of", type=int, default=4, help="backward eval on H: best-of-N beside greedy (1: off)")
+    ap.add_argument("--select-by", default="cycle", choices=["cycle", "pmi"])
     args = ap.parse_args()
     args.layers = args.layers or None
 
@@ -164,32 +213,67 @@ def main():
     S, U, H = split(load_pairs(args.data), tuple(args.sizes), args.split_seed)
     H_path = write_jsonl(out / "H.jsonl", map(alpaca, H))
     t0 = time.time()
-    syn, cur = backward_and_curate(args, S, U, out)
+    variants = list(args.variants) + (list(EXTRA) if args.all else [])
+    back = backward(args, S, out, "backward")
+    syn, cur, counts = synth_set(args, U, out, "plain", back)
+    sets = {"plain": (syn, cur, counts)}
+    extra: dict = {}
+    if "S+syn-cycle" in variants:
+        score = {"scorers": ["cycle"], "select": {"score": "cycle", "top_fraction": args.cycle_fraction}}
+        sets["cycle"] = synth_set(args, U, out, "plain", back, score=score, cur_name="cycle")  # same synthesis, scored curation
+    if {"S+typed-cur", "S+typed-mix-cur"} & set(variants):
+        typed = backward(args, S, out, "backward-typed", typed=True)
+        sets["typed"] = synth_set(args, U, out, "typed", typed)
+        if "S+typed-mix-cur" in variants:
+            sets["typed-mix"] = synth_set(args, U, out, "typed-mix", typed, task_mix="seed")
+        if args.best_of > 1:
+            extra["eval_backward_typed"] = eval_backward(args, out, typed, H, "typed")
+    if args.best_of > 1:
+        extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
+    if "S+syn-rw" in variants:
+        rw_rows, extra["rewrite"] = rewritten(args, U, out, cur, "syn-cur")
     stage_s = {"backward+synthesize+curate": round(time.time() - t0, 1)}
     kept_u = {r["u"] for r in cur}
     files = {"S": [write_jsonl(out / "S.jsonl", map(alpaca, S))],
              "S+syn": [write_jsonl(out / "syn.jsonl", syn)], "S+syn-cur": [write_jsonl(out / "syn-cur.jsonl", cur)],
              "S+real": [write_jsonl(out / "real.jsonl", map(alpaca, U))],
              "S+real-kept": [write_jsonl(out / "real-kept.jsonl", (alpaca(U[i]) for i in sorted(kept_u)))]}  # fmt: skip
-    for name in VARIANTS[1:]:
-        files[name] = files["S"] + files[name]
+    for key, name in (("cycle", "S+syn-cycle"), ("typed", "S+typed-cur"), ("typed-mix", "S+typed-mix-cur")):
+        if key in sets:
+            files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
+    if "S+syn-rw" in variants:
+        files["S+syn-rw"] = [write_jsonl(out / "syn-rw.jsonl", rw_rows)]
+    for name in files:
+        if name != "S":
+            files[name] = files["S"] + files[name]
     runs = {"base": forward_runs(args, "base", [], H_path, out)}
-    for name in args.variants:
+    for name in variants:
         t0 = time.time()
         runs[name] = forward_runs(args, name, files[name], H_path, out)
         stage_s[name] = round(time.time() - t0, 1)
 
+    real_by_u = {i: U[i] for i in range(len(U))}
+
+    def mix_of(rows):
+        typed = [r for r in rows if r.get("task_type")]  # a typed model's rows that name a type
+        out = compare_mix([r["instruction"] for r in rows], [real_by_u[r["u"]]["instruction"] for r in rows],
+                          [r["task_type"] for r in typed], [real_by_u[r["u"]]["category"] for r in typed])  # fmt: skip
+        return {**out, "typed_share": round(len(typed) / len(rows), 3)} if typed and rows else out
+
     report = {"args": vars(args), "sizes": {"S": len(S), "U": len(U), "H": len(H), "U_synthesized": len(syn),
                                             "U_curated": len(cur)},
+              "curated": {k: len(v[1]) for k, v in sets.items()},
               "variants": {k: summarize(v)["overall"] for k, v in runs.items()},
               "vs_S": {k: compare(runs["S"], v) for k, v in runs.items() if k != "S" and "S" in runs},
-              "mix": compare_mix([r["instruction"] for r in syn], [r["instruction"] for r in U]),
-              "mix_curated": compare_mix([r["instruction"] for r in cur], [U[r["u"]]["instruction"] for r in cur])}  # fmt: skip
+              "vs_syn_cur": {k: compare(runs["S+syn-cur"], runs[k]) for k in runs
+                             if k in EXTRA and "S+syn-cur" in runs},
+              "mix": mix_of(syn), "mix_curated": mix_of(cur),
+              "mix_sets": {k: {"all": mix_of(v[0]), "curated": mix_of(v[1])} for k, v in sets.items()}, **extra}  # fmt: skip
     if {"S", "S+real"} <= set(runs):
         tokens = [float(r["tokens"]) for r in runs["S"][0]]
         nll_sum = {k: [[r["nll_sum"] for r in run] for run in v] for k, v in runs.items()}
         report["value_recovered"] = {k: ratio_ci(nll_sum["S"], nll_sum[k], nll_sum["S+real"], tokens)
-                                     for k in ("S+syn", "S+syn-cur", "S+real-kept") if k in runs}  # fmt: skip
+                                     for k in runs if k not in ("base", "S", "S+real")}  # fmt: skip
         use = {k: runs_mean([[r["instruction_use"] for r in run] for run in v]) for k, v in runs.items()}
         report["instruction_use_vs_real"] = {k: round(use[k] / use["S+real"], 3) for k in use if use["S+real"]}
     report["wall_time_s"] = round(time.time() - START, 1)
@@ -215,9 +299,20 @@ def markdown(rep: dict) -> str:
         lines.append(f"\nvalue recovered {k}: {_f(v)} (ceiling gain {v['ceiling_gain']:+.4f}, "
                      f"distinguishable from zero: {v['ceiling_distinct']})")  # fmt: skip
     lines.append(f"\ninstruction use / S+real: {rep.get('instruction_use_vs_real')}")
-    m = rep["mix"]
-    lines.append(f"mix: synthetic {m['synthetic']['kind']} vs real {m['real']['kind']}: TV kind {m['tv_kind']}, "
-                 f"TV leading word {m['tv_leading_word']}")  # fmt: skip
+    for k, v in rep.get("vs_syn_cur", {}).items():
+        lines.append(f"{k} - S+syn-cur, NLL token-weighted (paired): {_f(v['nll_token_weighted'])}")
+    for name, both in rep.get("mix_sets", {"plain": {"all": rep["mix"]}}).items():
+        for which, m in both.items():
+            lines.append(f"mix {name}/{which}: questions {m['synthetic']['kind'].get('question', 0):.3f} vs real "
+                         f"{m['real']['kind'].get('question', 0):.3f}: TV kind {m['tv_kind']}, TV leading word "
+                         f"{m['tv_leading_word']}" + (f", TV type {m['tv_type']}" if "tv_type" in m else ""))  # fmt: skip
+    for key in ("eval_backward", "eval_backward_typed"):
+        if key in rep:
+            e = rep[key]
+            lines.append(f"{key}: " + ", ".join(f"{s} ROUGE-L {_f(v['rouge_l'])}" for s, v in e["systems"].items())
+                         + "; paired " + ", ".join(f"{k}: {_f(v['rouge_l'])}" for k, v in e["paired"].items()))  # fmt: skip
+    if "rewrite" in rep:
+        lines.append(f"rewrite: {rep['rewrite']['counts']}")
     lines.append(f"sizes {rep['sizes']}; wall time {rep['wall_time_s']:.0f} s; stages {rep['stage_s']}")
     return "\n".join(lines)
 

@@ -69,6 +69,8 @@ def env(as_json: bool) -> None:
 @click.option("-o", "--output-dir", help="Where the adapter and run.json go.")
 @click.option("--context", type=click.Choice(["ignore", "append", "drop"]), help="Dolly context handling.")
 @click.option("--category", "categories", multiple=True, help="Keep only this Dolly category (repeatable).")
+@click.option("--task-types/--no-task-types", default=None,
+              help="Backward: learn '[category] instruction' so synthesize can steer the task type (--task-mix).")
 @click.option("--max-length", type=int, help="Max tokens of prompt + instruction + EOS.")
 @click.option("--max-rows", type=int, help="Use only the first N pairs.")
 @click.option("--max-steps", type=int, help="Stop after N optimizer steps (trainer.max_steps).")
@@ -125,6 +127,8 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, **
 @click.option("--on-bad-row", type=click.Choice(["error", "skip"]), help="Stop at a bad row, or count and skip it.")
 @click.option("--max-docs", type=int)
 @click.option("--num-candidates", type=int, help="Instructions sampled per segment.")
+@click.option("--task-mix", help="Typed backward model (train --task-types): auto (it names the type), seed "
+              "(the seed data's mix) or TYPE=W,TYPE=W.")
 @click.option("--temperature", type=float)
 @click.option("--top-p", type=float)
 @click.option("--greedy", is_flag=True, default=None, help="Greedy decoding (temperature 0).")
@@ -228,6 +232,8 @@ def push(path, repo_id, private, license_, languages) -> None:
 @click.option("--max-rows", type=int)
 @click.option("--max-new-tokens", type=int)
 @click.option("--no-base", "no_base", is_flag=True, help="Skip the base-model comparison.")
+@click.option("--num-candidates", type=int, help="Backward: also report best-of-N (N sampled, the best by --select-by).")
+@click.option("--select-by", type=click.Choice(["cycle", "pmi"]), help="Best-of-N score (default cycle).")
 @set_opt
 def eval_cmd(recipe, sets, no_base, task, model_dir, against, **flags) -> None:
     """Backward: generated vs gold instructions, adapter vs base. Forward: NLL, instruction use and
@@ -235,8 +241,8 @@ def eval_cmd(recipe, sets, no_base, task, model_dir, against, **flags) -> None:
     if task == "forward":
         from revgen.forward_eval import ForwardEvalConfig, evaluate_forward, table
 
-        if flags.get("adapter") or flags.get("backend") or no_base:
-            raise click.UsageError("--adapter, --backend and --no-base are for --task backward")
+        if flags.get("adapter") or flags.get("backend") or no_base or flags.get("num_candidates") or flags.get("select_by"):
+            raise click.UsageError("--adapter, --backend, --no-base, --num-candidates and --select-by are for --task backward")
         flags = {k: flags[k] for k in ("data", "output_dir", "max_rows", "max_new_tokens")}
         overrides = cfgmod.merge({**flags, "model_dir": model_dir, "against": against}, cfgmod.parse_overrides(sets))
         click.echo(table(evaluate_forward(cfgmod.load(ForwardEvalConfig, "eval_forward", recipe, overrides))))

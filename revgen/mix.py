@@ -44,9 +44,15 @@ def mix(instructions: list[str], top: int = 15) -> dict:
             "leading_words": dict(list(words.items())[:top])}  # fmt: skip
 
 
-def compare_mix(synthetic: list[str], real: list[str]) -> dict:
-    """Both mixes and their total-variation distances (kind; leading word over all words)."""
-    return {"synthetic": mix(synthetic), "real": mix(real),
-            "tv_kind": total_variation(distribution(map(kind, synthetic)), distribution(map(kind, real))),
-            "tv_leading_word": total_variation(distribution(map(leading_word, synthetic)),
-                                               distribution(map(leading_word, real)))}  # fmt: skip
+def compare_mix(synthetic: list[str], real: list[str], synthetic_types: list | None = None,
+                real_types: list | None = None) -> dict:
+    """Both mixes and their total-variation distances (kind; leading word over all words; task
+    type / Dolly category where both sides know it)."""
+    out = {"synthetic": mix(synthetic), "real": mix(real),
+           "tv_kind": total_variation(distribution(map(kind, synthetic)), distribution(map(kind, real))),
+           "tv_leading_word": total_variation(distribution(map(leading_word, synthetic)),
+                                              distribution(map(leading_word, real)))}  # fmt: skip
+    if synthetic_types and real_types:
+        a, b = distribution(synthetic_types), distribution(real_types)
+        out.update(synthetic_types=a, real_types=b, tv_type=total_variation(a, b))
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import xxhash
 
-from revgen import runinfo, shards
+from revgen import runinfo, shards, tasktypes
 from revgen.generate import get_generator
 from revgen.prompts import encode_prompt
 
@@ -111,17 +111,22 @@ def write_batch(shard_dir: Path, index: int, kept: list, dropped: list) -> None:
 def generate_batch(ctx, generator, index: int, batch: list) -> tuple[list, list, int]:
     """Records and dropped lines for one batch of (unit, doc, segment, text) items, and tokens generated."""
     cfg, template, meta_base = ctx.cfg, ctx.template, ctx.meta
-    prompts = [encode_prompt(ctx.tokenizer, template.prompt(text)) for _, _, _, text in batch]
     seeds = [segment_seed(cfg.seed, index, unit) for unit, *_ in batch]
+    forced = [tasktypes.draw(ctx.task_mix, seed) if ctx.task_mix else None for seed in seeds]
+    prompts = [encode_prompt(ctx.tokenizer, template.prompt(text) + (tasktypes.prefix(t) if t else ""))
+               for (_, _, _, text), t in zip(batch, forced)]  # fmt: skip
     results = generator.generate(prompts, ctx.sampling, seeds)
     kept, dropped = [], []
-    for (unit, doc, seg, text), seed, cands in zip(batch, seeds, results):
+    for (unit, doc, seg, text), seed, cands, force in zip(batch, seeds, results, forced):
         for k, c in enumerate(cands):
-            instruction = c.text.strip()
+            task_type, instruction = (force, c.text.strip()) if force else (
+                tasktypes.split(c.text) if ctx.task_types else (None, c.text.strip()))  # fmt: skip
             reason = "length" if c.finish_reason == "length" else ("empty" if not instruction else None)
             meta = {"doc_id": doc.id, "segment_id": unit, "segment": seg, "candidate": k, "source": doc.source,
                     **meta_base, "seed": seed, "finish_reason": c.finish_reason,
                     "prompt_tokens": c.prompt_tokens, "completion_tokens": c.n_tokens}  # fmt: skip
+            if ctx.task_types:
+                meta.update(task_type=task_type, task_type_forced=bool(force))
             if reason:
                 dropped.append({"id": f"{unit}:{k}", "segment_id": unit, "reason": reason,
                                 "instruction": c.text, "meta": meta})  # fmt: skip

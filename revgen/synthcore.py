@@ -11,7 +11,7 @@ import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from revgen import runinfo
+from revgen import runinfo, tasktypes
 from revgen.corpus import CorpusStats, read_documents
 from revgen.generate import Sampling, resolve_backend
 from revgen.models import adapter_base_model
@@ -42,6 +42,7 @@ class SynthConfig:
     top_p: float = 0.9
     max_new_tokens: int = 128
     num_candidates: int = 1
+    task_mix: str | dict | None = None  # typed backward model: auto (it names the type), seed, or TYPE=W,TYPE=W
     seed: int = 0
     shard_size: int = 1000  # segments per shard
     batch_size: int = 256  # prompts per generate call; output flushed after each
@@ -73,6 +74,8 @@ class Context:
     base: str
     sampling: Sampling
     adapter_sha256: str
+    task_types: dict | None = None  # seed counts per type of a typed backward model (tasktypes.py)
+    task_mix: dict | None = None  # forced types are drawn from this mix; None: the model names them
 
     @classmethod
     def build(cls, cfg: SynthConfig) -> "Context":
@@ -82,9 +85,10 @@ class Context:
         adapter = Path(cfg.adapter)
         merge = (not torch.cuda.is_available()) if cfg.merge == "auto" else bool(cfg.merge)
         sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.num_candidates)
+        types = tasktypes.load(adapter)
         return cls(cfg, adapter, get_template(str(adapter)), AutoTokenizer.from_pretrained(str(adapter)),
                    resolve_backend(cfg.backend), merge, adapter_base_model(adapter, cfg.model), sampling,
-                   runinfo.dir_hash(adapter))  # fmt: skip
+                   runinfo.dir_hash(adapter), types, tasktypes.parse_mix(cfg.task_mix, types, str(adapter)))  # fmt: skip
 
     @property
     def meta(self) -> dict:

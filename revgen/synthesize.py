@@ -166,6 +166,8 @@ def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
             "adapter_sha256": ctx.adapter_sha256, "backend": ctx.backend, "merged": ctx.merge,
             "template": ctx.template.text, "sampling": ctx.sampling.as_dict(), "versions": runinfo.versions(),
             "environment": runinfo.device_info()}  # fmt: skip
+    if ctx.task_types:
+        info.update(task_types=ctx.task_types, task_mix=ctx.task_mix or "auto")
     if cfg.base_url:  # never credentials in run.json
         from revgen.generate.openai_server import public_url
 

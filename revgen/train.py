@@ -14,11 +14,12 @@ import logging
 import random
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from revgen import config as cfgmod
-from revgen import runinfo
+from revgen import runinfo, tasktypes
 from revgen.dolly import BUNDLED, data_hash, load_pairs
 from revgen.errors import UserError
 from revgen.models import DEFAULT_MODEL, load_tokenizer, resolve_model
@@ -55,6 +56,7 @@ class TrainConfig:
     template: str = "auto"  # auto: seed (backward) / alpaca (forward); a built-in name or a template file
     context: str = "auto"  # Dolly's context: ignore | append | drop; auto: ignore (backward, the seed's), append (forward)
     categories: list | None = None  # keep only these Dolly categories
+    task_types: bool = False  # backward: learn "[category] instruction" (revgen/tasktypes.py), steerable at synthesis
     max_length: int = 1024  # tokens of prompt + instruction + EOS
     overlong: str = "truncate"  # truncate the input text | drop the row
     max_rows: int | None = None  # use only the first N rows (after filtering)
@@ -80,6 +82,8 @@ class TrainConfig:
         if self.load_in_4bit not in ("auto", True, False):
             raise UserError(f"load_in_4bit must be auto, true or false, got {self.load_in_4bit!r}")
         validate_trainer_keys(self.trainer)
+        if self.task_types and self.task != "backward":
+            raise UserError("task_types conditions the backward model; a forward model has no use for it")
 
 
 def validate_trainer_keys(trainer: dict) -> None:
@@ -195,7 +199,7 @@ def train(cfg: TrainConfig) -> dict:
     log.info("data (%s): %d rows -> %d pairs (%d truncated, %d dropped as over-long), %d held out", cfg.task,
              stats["rows"], len(pairs), stats["truncated"], stats["dropped_overlong"], len(held))  # fmt: skip
     if held:
-        _write_heldout(out / HELDOUT_FILE, held, cfg.task)
+        _write_heldout(out / HELDOUT_FILE, held, cfg.task, cfg.task_types)
 
     def as_dataset(ps):
         return Dataset.from_list([{"prompt": x["prompt"], "completion": x["completion"]} for x in ps])
@@ -223,6 +227,9 @@ def train(cfg: TrainConfig) -> dict:
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
     template.save(out)
+    types = dict(Counter(x["category"] for x in train_pairs)) if cfg.task_types else None
+    if types:
+        tasktypes.save(out, types)
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
@@ -235,6 +242,7 @@ def train(cfg: TrainConfig) -> dict:
         "base_model": model_ref,
         "task": cfg.task,
         "template": template.text if cfg.task == "backward" else dataclasses.asdict(template),
+        "task_types": types,
         "data": {"source": cfg.data, "sha256": _data_hash(cfg.data), **stats,
                  "train_rows": len(train_pairs), "heldout_rows": len(held),
                  "heldout_file": HELDOUT_FILE if held else None},  # fmt: skip
@@ -328,6 +336,11 @@ def _pairs(cfg: TrainConfig, tokenizer):
     else:
         template = get_template("seed" if cfg.template == "auto" else cfg.template)
         rows = [r for source, cap in sources(cfg.data) for r in load_pairs(source)[:cap]]
+        if cfg.task_types:
+            rows = [r for r in rows if not cfg.categories or r["category"] in cfg.categories]
+            tasktypes.check_names(rows, str(cfg.data))
+            rows = [{**r, "instruction": tasktypes.tag(r["category"].strip(), r["instruction"].strip())
+                     if r["instruction"].strip() else ""} for r in rows]  # fmt: skip
         pairs, pstats = build_pairs(rows, template, tokenizer, context=context, categories=cfg.categories,
                                     max_length=cfg.max_length, overlong=cfg.overlong)  # fmt: skip
         pairs, stats = pairs[: cfg.max_rows], pstats.as_dict()
@@ -336,7 +349,7 @@ def _pairs(cfg: TrainConfig, tokenizer):
     return pairs, stats, template
 
 
-def _write_heldout(path: Path, held: list[dict], task: str) -> None:
+def _write_heldout(path: Path, held: list[dict], task: str, typed: bool = False) -> None:
     """Held-out rows in the format `revgen eval` reads: Dolly (backward) or Alpaca + category (forward)."""
     import jsonlines
 
@@ -344,7 +357,7 @@ def _write_heldout(path: Path, held: list[dict], task: str) -> None:
         if task == "forward":
             w.write_all({k: h["row"][k] for k in ("instruction", "input", "output", "category")} for h in held)
         else:
-            w.write_all({"instruction": h["completion"], "context": "", "response": h["text"],
+            w.write_all({"instruction": tasktypes.split(h["completion"])[1] if typed else h["completion"], "context": "", "response": h["text"],
                          "category": h["category"]} for h in held)  # fmt: skip
 
 

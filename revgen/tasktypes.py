@@ -1,0 +1,106 @@
+"""Task-type conditioning: the backward model names the task type before it writes the instruction.
+
+A backward model trained with ``task_types: true`` learns completions ``[category] instruction``
+(Dolly's category, e.g. ``[classification] Classify each of ...``). At synthesis it either names
+the type itself (``task_mix: auto``: the type follows from the passage) or is handed one drawn,
+per segment and seeded, from a target mix (``task_mix: seed`` for the seed data's own mix, or
+``classification=0.3,open_qa=0.7``) and writes an instruction of that type. This is the lever
+against a backward model that turns every passage into "What is X?" (Bonito conditions its
+generator on the task type the same way). The types and their seed counts are saved beside the
+adapter in ``task-types.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+from revgen.errors import UserError
+
+FILE = "task-types.json"
+_TAG = re.compile(r"^\s*\[([A-Za-z][\w\- ]{0,40})\]\s*")
+_NAME = re.compile(r"^[A-Za-z][\w\-]{0,40}$")
+
+
+def tag(task_type: str, instruction: str) -> str:
+    """The completion a typed backward model learns: ``[type] instruction``."""
+    return f"[{task_type}] {instruction}"
+
+
+def prefix(task_type: str) -> str:
+    """What a forced type appends to the prompt (no trailing space: the instruction's first token
+    carries its own, exactly as in training)."""
+    return f"[{task_type}]"
+
+
+def split(text: str) -> tuple[str | None, str]:
+    """``(type, instruction)`` of a typed completion; ``(None, text)`` when it names no type."""
+    m = _TAG.match(text)
+    return (m.group(1).strip(), text[m.end() :].strip()) if m else (None, text.strip())
+
+
+def save(directory: str | Path, counts: dict) -> Path:
+    path = Path(directory) / FILE
+    path.write_text(json.dumps({"format": "[{type}] {instruction}", "counts": counts}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load(directory: str | Path) -> dict | None:
+    """The seed counts per type of a typed backward model; None for an untyped one."""
+    path = Path(directory) / FILE
+    if not path.is_file():
+        return None
+    try:
+        counts = json.loads(path.read_text(encoding="utf-8"))["counts"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a task-types file written by `revgen train` ({exc})") from None
+    return {str(k): int(v) for k, v in counts.items()}
+
+
+def check_names(rows: list[dict], source: str) -> None:
+    """Every training row needs a category usable as a type (one word, no brackets)."""
+    for i, row in enumerate(rows, 1):
+        cat = str(row.get("category") or "").strip()
+        if not _NAME.match(cat):
+            raise UserError(f"{source}: row {i}: task_types needs a one-word `category` (letters, digits, _ or -), "
+                            f"got {cat!r}")  # fmt: skip
+
+
+def parse_mix(spec: str | dict | None, counts: dict | None, adapter: str) -> dict | None:
+    """The target mix (type -> share, summing to 1), or None when the model names the type itself.
+
+    ``spec``: None/``auto`` (the model chooses), ``seed`` (the adapter's seed mix), a dict or a string
+    ``type=weight,type=weight``. Types must be ones the adapter was trained on."""
+    if spec in (None, "auto"):
+        return None
+    if counts is None:
+        raise UserError(f"task_mix {spec!r} needs a backward model trained with task_types: true; {adapter} has no {FILE}")
+    if spec == "seed":
+        weights = dict(counts)
+    elif isinstance(spec, dict):
+        weights = dict(spec)
+    else:
+        weights = {}
+        for part in str(spec).split(","):
+            name, eq, value = part.partition("=")
+            try:
+                weights[name.strip()] = float(value) if eq else float("nan")
+            except ValueError:
+                weights[name.strip()] = float("nan")
+            if not eq or weights[name.strip()] != weights[name.strip()]:
+                raise UserError(f"task_mix: expected auto, seed or TYPE=WEIGHT,TYPE=WEIGHT; got {part.strip()!r}")
+    unknown = sorted(set(weights) - set(counts))
+    if unknown:
+        raise UserError(f"task_mix: {unknown} not among the adapter's task types {sorted(counts)}")
+    if any(not isinstance(w, (int, float)) or w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise UserError(f"task_mix: weights must be non-negative numbers with a positive sum, got {weights}")
+    total = sum(weights.values())
+    return {k: w / total for k, w in sorted(weights.items()) if w > 0}
+
+
+def draw(mix: dict, seed: int) -> str:
+    """The type for one segment: a seeded draw from ``mix`` (same segment, same seed, same type)."""
+    names = list(mix)
+    return random.Random(seed).choices(names, weights=[mix[n] for n in names])[0]
