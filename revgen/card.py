@@ -35,6 +35,7 @@ class Run:
     stats: dict | None = None  # curate's stats.json
     synth: dict | None = None  # synthesize's run.json
     train: dict | None = None  # the adapter's run.json
+    rewrite: dict | None = None  # `revgen rewrite`'s run.json (responses rewritten from the passage)
     sources: list[str] = field(default_factory=list)
 
     @property
@@ -48,31 +49,55 @@ class Run:
 
     @cached_property
     def n_rows(self) -> int:
-        if self.stats:
+        if self.stats and self.kind == "curated":
             return self.stats["counts"]["kept"]
         return sum(1 for _ in self.rows())
 
 
 def collect(path: str | Path) -> Run:
+    """The run at ``path`` (curate, synthesize or rewrite output) and the records of every step before it."""
     path = Path(path)
     if (path / "stats.json").is_file() and (path / "dataset.jsonl").is_file():
         stats = _json(path / "stats.json")
         run = Run(path, "curated", [path / "dataset.jsonl"], stats=stats, sources=["stats.json"])
-        synth_dir = Path(stats["config"]["input"])
-        if (synth_dir / "run.json").is_file():
-            run.synth = _json(synth_dir / "run.json")
-            run.sources.append(f"{synth_dir}/run.json")
+        _follow(run, Path(stats["config"]["input"]))
     elif (path / "run.json").is_file() and (path / "shards").is_dir():
-        run = Run(path, "synthesized", sorted((path / "shards").glob(shards.RECORD_GLOB)), synth=_json(path / "run.json"),
-                  sources=["run.json"])  # fmt: skip
+        info = _json(path / "run.json")
+        files = sorted((path / "shards").glob(shards.RECORD_GLOB))
+        if info.get("command") == "rewrite":
+            run = Run(path, "rewritten", files, rewrite=info, sources=["run.json"])
+            _follow(run, Path(info["config"]["input"]))
+        else:
+            run = Run(path, "synthesized", files, synth=info, sources=["run.json"])
     else:
-        raise UserError(f"{path}: expected a `revgen curate` output dir (dataset.jsonl + stats.json) "
-                        "or a `revgen synthesize` run dir (shards/ + run.json)")  # fmt: skip
+        raise UserError(f"{path}: expected a `revgen curate` output dir (dataset.jsonl + stats.json), "
+                        "a `revgen synthesize` run dir (shards/ + run.json) or a `revgen rewrite` dir")  # fmt: skip
     adapter = (run.synth or {}).get("adapter")
     if adapter and (Path(adapter) / "run.json").is_file():
         run.train = _json(Path(adapter) / "run.json")
         run.sources.append(f"{adapter}/run.json")
     return run
+
+
+def _follow(run: Run, src: Path, depth: int = 0) -> None:
+    """Walk back from a step's input: a curate dir (its stats, unless the run has its own), a
+    rewrite dir, a synthesize dir. A plain .jsonl input ends the trail."""
+    if depth > 4:
+        return
+    if (src / "stats.json").is_file() and (src / "dataset.jsonl").is_file():
+        stats = _json(src / "stats.json")
+        if run.stats is None:
+            run.stats = stats
+            run.sources.append(f"{src}/stats.json")
+        _follow(run, Path(stats["config"]["input"]), depth + 1)
+    elif (src / "run.json").is_file():
+        info = _json(src / "run.json")
+        run.sources.append(f"{src}/run.json")
+        if info.get("command") == "rewrite":
+            run.rewrite = run.rewrite or info
+            _follow(run, Path(info["config"]["input"]), depth + 1)
+        else:
+            run.synth = info
 
 
 def resolve_license(run: Run, declared: str | None, corpus_card: tuple[dict, str] | None = None) -> tuple[str, str]:
@@ -138,6 +163,7 @@ def render(path: str | Path, *, license: str | None = None, language: list[str] 
             synth_counts=_synth_counts(run), counts=_counts(run), filters=_filters(run),
             judge=(run.stats or {}).get("judge"), examples=examples, model_note=_model_note(run),
             revgen_version=__version__, report=(run.path / "report.html").is_file() and run.kind == "curated",
+            rewrite=_rewrite(run),
         )  # fmt: skip
     except (yaml.YAMLError, ValueError) as exc:  # a template whose own YAML header is broken
         raise UserError(f"card template {template or TEMPLATE}: its YAML header does not parse ({str(exc)[:200]})") from None
@@ -189,7 +215,7 @@ def machine_paths(run: Run) -> dict[str, str]:
         elif isinstance(v, str) and v.startswith(("/", "~")) and "\n" not in v and len(v) < 4096:
             found.add(v.split(" line ")[0].split(" row ")[0])
 
-    for info in (run.synth, run.train, run.stats):
+    for info in (run.synth, run.train, run.stats, run.rewrite):
         walk(info or {})
     found |= {str(run.path.resolve()), str(Path.cwd())}
     found |= {str(Path(f).parent) for f in list(found) if f.startswith("/") and Path(f).parent != Path("/")}
@@ -309,6 +335,21 @@ def _synth_rows(s: dict, sc: dict) -> list[tuple[str, str]]:
         ("generation", f"{s.get('backend')} backend{' (merged adapter)' if s.get('merged') else ''}, "
                        f"sampling {_compact(s.get('sampling'))}, seed {sc.get('seed')}"),
     ]  # fmt: skip
+
+
+def _rewrite(run: Run) -> dict | None:
+    """What the card says about back-and-forth rewriting, when the responses were rewritten."""
+    r = run.rewrite
+    if not r:
+        return None
+    c = r.get("config", {})
+    model = r.get("model") or c.get("model")
+    if c.get("backend") == "openai":
+        model = f"{c.get('served_model') or model} (an OpenAI-compatible server)"
+    counts = r.get("counts", {})
+    settings = {k: c.get(k) for k in ("min_recall", "max_novel", "max_new_tokens", "temperature")}
+    return {"model": model, "prompt": r.get("prompt", "not recorded"), "settings": _compact(settings),
+            "counts": [(k, v) for k, v in counts.items()]}  # fmt: skip
 
 
 def _synth_counts(run: Run) -> list[tuple[str, object]]:

@@ -176,3 +176,23 @@ def test_a_card_template_with_broken_yaml_fails_instead_of_writing_empty_metadat
     headless.write_text("# {{ pretty_name }}\n")  # no metadata header at all
     with pytest.raises(UserError, match="no YAML metadata header"):
         card.write(run_dirs[1], license="cc-by-sa-3.0", template=str(headless))
+
+
+def test_card_of_rewritten_data_says_so_with_model_prompt_and_counts(run_dirs, base_model, tmp_path):
+    from revgen.rewrite import PROMPT, RewriteConfig, rewrite
+
+    synth_dir, ds = run_dirs
+    info = rewrite(RewriteConfig(input=str(ds), output_dir=str(tmp_path / "rw"), model=base_model, max_new_tokens=24,
+                                 batch_size=8, dtype="float32", min_recall=None, max_novel=None))  # fmt: skip
+    text = card.write(tmp_path / "rw", license="cc-by-sa-3.0").read_text()
+    run = card.collect(tmp_path / "rw")
+    assert run.kind == "rewritten" and run.stats and run.synth and run.train  # the trail back to the adapter
+    assert run.n_rows == info["counts"]["records"]
+    assert "rewrote from the corpus passage" in text and "### Rewriting (back-and-forth translation)" in text
+    assert card.DEFAULT_PUBLIC in text.split("### Rewriting")[1]
+    assert PROMPT.splitlines()[0] in text and "nguyen2024backandforth" in text
+    for k, v in info["counts"].items():
+        assert f"| {k} | {v} |" in text
+    assert not any(p in text for p in card.machine_paths(run) if p.startswith("/") and len(p) > 1)
+    plain = str(card.render(ds, license="cc-by-sa-3.0"))  # the un-rewritten data says nothing of rewriting
+    assert "Rewriting" not in plain and "corpus text\nitself" in plain
