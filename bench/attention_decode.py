@@ -14,11 +14,7 @@ Variants (all with the left-padding mask the generator needs, except ``sdpa-noma
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import emit
 
 
 def main():
@@ -72,7 +68,7 @@ def main():
             except Exception as exc:
                 row = {"shape": f"{label} b{b}", "variant": name, "error": f"{type(exc).__name__}: {exc}"[:200]}
             rows.append(row)
-            print("RESULT " + json.dumps(row), flush=True)
+            emit(row)
     for r in rows:
         print(f"{r['shape']:<34}{r['variant']:<20}" + (f"{r['ms']:>9.3f} ms {r['GB/s']:>7} GB/s {r['of_copy']:>5}x copy "
               f"err {r['rel_err']}" if "ms" in r else r["error"]))  # fmt: skip

@@ -11,11 +11,10 @@ the same records; each is single-threaded, so records/s is per core.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
-import time
+from harness import parser, timed
 
 
 def build_records(n: int, seed: int = 0) -> list[dict]:
@@ -47,13 +46,13 @@ def build_records(n: int, seed: int = 0) -> list[dict]:
 
 
 def revgen_pipeline(records):
-    from revgen.curate import CurateConfig, build_filters
-    from revgen.filters import FilterRunner
+    from revgen.curate.curation import CurateConfig, build_filters
+    from revgen.curate.filters import FilterRunner
 
     runner = FilterRunner(build_filters(CurateConfig()))
-    t = time.perf_counter()
-    kept = sum(1 for _ in runner.run(records))
-    return time.perf_counter() - t, kept, dict(runner.counts)
+    with timed() as t:
+        kept = sum(1 for _ in runner.run(records))
+    return t.s, kept, dict(runner.counts)
 
 
 def plain_datasketch(records):
@@ -61,25 +60,25 @@ def plain_datasketch(records):
     from datasketch import MinHash, MinHashLSH
 
     lsh, kept = MinHashLSH(threshold=0.72, num_perm=128), 0
-    t = time.perf_counter()
-    for r in records:
-        m = MinHash(num_perm=128)
-        toks = r["output"].lower().split()
-        for i in range(max(len(toks) - 4, 1)):
-            m.update(" ".join(toks[i : i + 5]).encode())
-        if not lsh.query(m):
-            lsh.insert(r["id"], m)
-            kept += 1
-    return time.perf_counter() - t, kept
+    with timed() as t:
+        for r in records:
+            m = MinHash(num_perm=128)
+            toks = r["output"].lower().split()
+            for i in range(max(len(toks) - 4, 1)):
+                m.update(" ".join(toks[i : i + 5]).encode())
+            if not lsh.query(m):
+                lsh.insert(r["id"], m)
+                kept += 1
+    return t.s, kept
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--records", type=int, default=100_000)
     args = ap.parse_args()
-    t = time.perf_counter()
-    records = build_records(args.records)
-    build_s = time.perf_counter() - t
+    with timed() as t:
+        records = build_records(args.records)
+    build_s = t.s
     rs, rk, counts = revgen_pipeline(records)
     ps, pk = plain_datasketch(records)
     res = {"records": args.records, "build_s": round(build_s, 1),

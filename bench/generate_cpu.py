@@ -10,13 +10,13 @@ Every measurement runs in a fresh subprocess: vLLM binds threads in its calling 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from harness import parser
 
 N_PROMPTS, PROMPT_TOKENS, NEW_TOKENS = 64, 300, 64
 VARIANTS = ("plain-hf", "revgen-hf", "plain-vllm", "revgen-vllm")
@@ -106,7 +106,7 @@ def measure(variant: str, micro_batch: int) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--variant", choices=VARIANTS)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--repeats", type=int, default=2)

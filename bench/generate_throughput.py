@@ -12,14 +12,13 @@ ignored, so every variant generates the same number of tokens.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import sys
 import time
 from pathlib import Path
+from harness import emit, parser
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 PROMPT, NEW = 256, 128
 
 
@@ -141,7 +140,7 @@ def main():
 
     from train_throughput import build
 
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--workdir", default="/tmp/rg7b")
     ap.add_argument("--variants", default="seed,plain-bf16,revgen,revgen-static")
     ap.add_argument("--prompts", type=int, default=512)
@@ -163,7 +162,7 @@ def main():
     if not (adapter / "adapter_config.json").exists():
         make_adapter(model_dir, adapter)
     if not (merged / "config.json").exists():
-        from revgen.train import merge_adapter
+        from revgen.train.trainer import merge_adapter
 
         merge_adapter(adapter, str(model_dir), merged)
     g = torch.Generator().manual_seed(0)
@@ -179,7 +178,7 @@ def main():
             results[name] = variant(name, model_dir, adapter, merged, prompts, args)
         except Exception as exc:
             results[name] = {"error": f"{type(exc).__name__}: {exc}"[:400]}
-        print("RESULT " + json.dumps({name: results[name]}), flush=True)
+        emit({name: results[name]})
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -12,17 +12,12 @@ The records of every N are checked equal to N=1's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import ROOT, emit, parser, timed
 
 
 def make_corpus(path: Path, docs: int) -> Path:
@@ -60,7 +55,7 @@ def generations(out: Path) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--workdir", default="/tmp/rgpar")
     ap.add_argument("--adapter", default=str(ROOT / "runs" / "backward"))
     ap.add_argument("--gpu", action="store_true", help="Llama-2-7B-shaped random model, transformers backend")
@@ -85,9 +80,9 @@ def main():
                "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--data-parallel", str(n),
                "--engine", args.engine, "--set", f"micro_batch_size={args.micro_batch_size}",
                "--set", f"shard_size={max(args.batch_size, args.docs // 8)}"] + (["--merge"] if args.gpu else [])  # fmt: skip
-        t = time.perf_counter()
-        subprocess.run(cmd, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-        wall = time.perf_counter() - t
+        with timed() as t:
+            subprocess.run(cmd, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        wall = t.s
         info = json.loads((out / "run.json").read_text())
         tokens = info["generated_tokens_this_run"]
         row = {"processes": n, "engine": args.engine, "wall_s": round(wall, 1), "segments": info["counts"]["segments"],
@@ -103,7 +98,7 @@ def main():
         if row["generate_tokens_per_s"] and base[0]["generate_tokens_per_s"]:
             row["efficiency_generation"] = round(row["generate_tokens_per_s"] / (ref * base[0]["generate_tokens_per_s"]), 3)
         results.append(row)
-        print("RESULT " + json.dumps(row), flush=True)
+        emit(row)
     for r in results:
         print(f"{r['engine']:<6} N={r['processes']}  {r['segments_per_s']:>8} segments/s  {r['tokens_per_s']:>9} tok/s  "
               f"wall {r['wall_s']:>7}s  efficiency {r['efficiency']:.2f} (generation alone "

@@ -9,19 +9,16 @@ held-out pairs for the adapter and for the base model with the same template, gr
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT, parser
 
 
 def main():
     from revgen import config as cfgmod
-    from revgen.evaluate import EvalConfig, evaluate, table
-    from revgen.train import TrainConfig, train
+    from revgen.evaluate.backward import EvalConfig, evaluate, table
+    from revgen.train.trainer import TrainConfig, train
 
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--recipe", default=str(ROOT / "recipes" / "smollm2-135m-cpu.yaml"))
     ap.add_argument("--adapter", help="skip training; evaluate this run directory")
     ap.add_argument("--output-dir", default="runs/quality")

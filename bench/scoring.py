@@ -14,15 +14,13 @@ every heuristic instruction filter: its false-reject rate on true pairs and catc
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import markdown_table, parser, timed, write_json
 
 KINDS = ("mismatch", "zero_shot", "truncated")
 ZERO_SHOT = "Write the question or instruction that the following text answers. Reply with the instruction only.\n\n{text}"
@@ -66,21 +64,20 @@ def zero_shot(model_ref: str, texts: list[str], max_new_tokens: int) -> list[str
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, threads=True, output="runs/scoring.json")
     ap.add_argument("--data", default="dolly-sample")
     ap.add_argument("--model", default="smollm2-135m", help="base model: rubric judge, IFD model, zero-shot writer")
     ap.add_argument("--forward", help="a forward adapter dir for a second IFD (Humpback's M0)")
     ap.add_argument("--backward", default="runs/value/backward", help="backward adapter dir for the cycle score")
     ap.add_argument("--rows", type=int, default=48, help="true pairs (from the value bench's held-out split)")
     ap.add_argument("--rubric-rows", type=int, default=24, help="the rubric prompt is long: score this many per kind")
-    ap.add_argument("--output", default="runs/scoring.json")
-    ap.add_argument("--threads", type=int)
     args = ap.parse_args()
 
     from bench.value import split
-    from revgen import runinfo, scorers
+    from revgen import runinfo
+    from revgen.curate import scorers
     from revgen.dolly import load_pairs
-    from revgen.filters import FilterRunner, instruction_filters
+    from revgen.curate.filters import FilterRunner, instruction_filters
 
     runinfo.set_threads(args.threads)
     start = time.time()
@@ -99,10 +96,10 @@ def main():
     for name, ref in systems:
         (scorer,) = scorers.build([name], judge=ref, forward=ref, backward=ref)
         k = args.rubric_rows if name == "rubric" else n
-        t = time.time()
-        p_scores = [s[name] for s in scorer.score(pos[:k])]
-        n_scores = {kind: [s[name] for s in scorer.score(recs[:k])] for kind, recs in neg.items()}
-        rate = k * (1 + len(KINDS)) / (time.time() - t)
+        with timed() as t:
+            p_scores = [s[name] for s in scorer.score(pos[:k])]
+            n_scores = {kind: [s[name] for s in scorer.score(recs[:k])] for kind, recs in neg.items()}
+        rate = k * (1 + len(KINDS)) / t.s
         higher = scorers.HIGHER_IS_BETTER[name]
         every = [x for v in n_scores.values() for x in v]
         label = f"{name} ({Path(ref).name})"
@@ -121,25 +118,22 @@ def main():
                                         **{f"catch_{k}": round(sum(chain.check(r) is not None for r in v) / n, 3)
                                            for k, v in neg.items()}}  # fmt: skip
     report["wall_time_s"] = round(time.time() - start, 1)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.output, report)
     print(markdown(report))
 
 
 def markdown(rep: dict) -> str:
-    lines = ["| score | AUC mismatch | AUC zero-shot | AUC truncated | AUC all | precision @ recall 0.8 | records/s |",
-             "|---|---|---|---|---|---|---|"]
-    for name, r in rep["scores"].items():
-        cells = [f"{r[k]['auc']:.3f} [{r[k]['ci95'][0]:.3f}, {r[k]['ci95'][1]:.3f}]" for k in (*KINDS, "all")]
-        lines.append(f"| {name} (n={r['rows']}) | " + " | ".join(cells) +
-                     f" | {r['at_recall_0.8']['precision']:.3f} | {r['records_per_s']:.1f} |")  # fmt: skip
-    lines += ["", "| filter | false reject (true pairs) | catch mismatch | catch zero-shot | catch truncated |",
-              "|---|---|---|---|---|"]
-    for name, r in rep["filters"].items():
-        lines.append(f"| {name} | {r['false_reject']:.3f} | {r['catch_mismatch']:.3f} | {r['catch_zero_shot']:.3f} | "
-                     f"{r['catch_truncated']:.3f} |")  # fmt: skip
-    lines.append(f"\n{rep['rows']} true pairs; wall time {rep['wall_time_s']:.0f} s")
-    return "\n".join(lines)
+    ci = lambda r: f"{r['auc']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"  # noqa: E731
+    scores = markdown_table(["score", "AUC mismatch", "AUC zero-shot", "AUC truncated", "AUC all", "precision @ recall 0.8",
+                             "records/s"],
+                            [[f"{name} (n={r['rows']})", *(ci(r[k]) for k in (*KINDS, "all")),
+                              f"{r['at_recall_0.8']['precision']:.3f}", f"{r['records_per_s']:.1f}"]
+                             for name, r in rep["scores"].items()])  # fmt: skip
+    filters = markdown_table(["filter", "false reject (true pairs)", "catch mismatch", "catch zero-shot", "catch truncated"],
+                             [[name, *(f"{r[k]:.3f}" for k in ("false_reject", "catch_mismatch", "catch_zero_shot",
+                                                                "catch_truncated"))]
+                              for name, r in rep["filters"].items()])  # fmt: skip
+    return f"{scores}\n\n{filters}\n\n{rep['rows']} true pairs; wall time {rep['wall_time_s']:.0f} s"
 
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ warm-up (ThroughputCallback), peak GiB is torch's max allocated, MFU is against 
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import sys
 from pathlib import Path
+from harness import ROOT, emit, parser
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED_RECIPE = ROOT / "recipes" / "seed-llama2-7b-qlora.yaml"
 
 # name -> overrides on top of the seed recipe (one lever at a time, then combinations)
@@ -92,7 +91,7 @@ def run_variant(name: str, model_dir: Path, data: Path, workdir: Path, steps: in
     import torch
 
     from revgen import config as cfgmod
-    from revgen.train import TrainConfig, train
+    from revgen.train.trainer import TrainConfig, train
 
     spec = VARIANTS[name]
     recipe = ROOT / "recipes" / spec.split(":", 1)[1] if isinstance(spec, str) else SEED_RECIPE
@@ -113,7 +112,7 @@ def run_variant(name: str, model_dir: Path, data: Path, workdir: Path, steps: in
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--workdir", default="/tmp/rg7b")
     ap.add_argument("--variants", default="seed,liger,batch6,liger-batch6,fast,bf16-lora")
     ap.add_argument("--steps", type=int, default=12)
@@ -129,7 +128,7 @@ def main():
     for name in args.variants.split(","):
         res = run_variant(name, model_dir, data, workdir, args.steps)
         results.append(res)
-        print("RESULT " + json.dumps(res), flush=True)
+        emit(res)
         if args.out:
             with open(args.out, "a") as fh:
                 fh.write(json.dumps(res) + "\n")

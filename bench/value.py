@@ -9,7 +9,7 @@ Context-free Dolly rows (the response alone is the "unlabeled text") are split, 
 (seed pairs), U (responses whose instructions are withheld) and H (held out, never trained or
 tuned on). A backward model is trained on S, writes instructions for U's responses, and revgen
 curates them. Forward models are then trained with the same steps and settings, each with
-``--seeds`` training seeds, and scored on H (revgen/forward_eval.py):
+``--seeds`` training seeds, and scored on H (revgen/evaluate/forward.py):
 
     base        no forward training
     S           seed pairs only
@@ -25,15 +25,13 @@ synthetic vs real instructions. Everything lands in OUT/value.json; finished mod
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import markdown_table, parser, write_json
 
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # Llama-style names
 VARIANTS = ("S", "S+syn", "S+syn-cur", "S+real", "S+real-kept")
@@ -66,7 +64,7 @@ def alpaca(r: dict) -> dict:
 
 def backward(args, S, out: Path, name: str, typed: bool = False) -> Path:
     """The backward model trained on S (typed: it names the task type first, revgen/tasktypes.py)."""
-    from revgen.train import LoraSettings, TrainConfig, train
+    from revgen.train.trainer import LoraSettings, TrainConfig, train
 
     back = out / name
     if not (back / "run.json").is_file():
@@ -81,8 +79,8 @@ def synth_set(args, U, out: Path, name: str, adapter: Path, task_mix=None, score
     """Synthesize U's responses with ``adapter``, curate (``score``: self-curation on top of the
     filters); returns (all synthetic rows, curated rows, curate counts)."""
     from revgen import shards
-    from revgen.curate import CurateConfig, GopherSettings, ScoreSettings, curate
-    from revgen.synthesize import SynthConfig, synthesize
+    from revgen.curate.curation import CurateConfig, GopherSettings, ScoreSettings, curate
+    from revgen.synthesize.run import SynthConfig, synthesize
 
     corpus = write_jsonl(out / "U.corpus.jsonl", ({"id": f"u{i}", "text": r["response"]} for i, r in enumerate(U)))
     synth = out / f"synth-{name}"
@@ -123,7 +121,7 @@ def rewritten(args, U, out: Path, cur: list[dict], name: str) -> tuple[list[dict
 
 def eval_backward(args, out: Path, adapter: Path, H: list[dict], name: str) -> dict:
     """Instruction recovery on H: greedy vs best-of-N (revgen eval), with the paired difference."""
-    from revgen.evaluate import EvalConfig, evaluate
+    from revgen.evaluate.backward import EvalConfig, evaluate
 
     res = evaluate(EvalConfig(data=write_jsonl(out / "H.dolly.jsonl", H), adapter=str(adapter),
                               output_dir=str(out / f"eval-{name}"), backend=args.backend_rewrite, compare_base=False,
@@ -140,9 +138,9 @@ def trainer_args(args, steps: int) -> dict:
 
 def forward_runs(args, name: str, data: list[str], H_path: str, out: Path) -> list[list[dict]]:
     """Train ``--seeds`` forward models on ``data`` and score each on H (cached per seed)."""
-    from revgen.forward_eval import ForwardEvalConfig, score_rows
-    from revgen.forward import load_forward_rows
-    from revgen.train import LoraSettings, TrainConfig, train
+    from revgen.evaluate.forward import ForwardEvalConfig, score_rows
+    from revgen.train.forward_data import load_forward_rows
+    from revgen.train.trainer import LoraSettings, TrainConfig, train
 
     H = load_forward_rows(H_path)[0]
     runs = []
@@ -169,7 +167,7 @@ START = time.time()
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, threads=True)
     ap.add_argument("--data", default="dolly-sample", help="Dolly-format pairs (bundled sample, file or Hub id)")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--output-dir", default="runs/value")
@@ -189,7 +187,6 @@ def main():
     ap.add_argument("--generate-rows", type=int, default=16, help="greedy responses for ROUGE-L on the first N of H")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--eval-batch", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     ap.add_argument("--all", action="store_true", help="also the variants " + ", ".join(EXTRA))
     ap.add_argument("--cycle-fraction", type=float, default=0.7, help="S+syn-cycle: keep this top fraction by cycle score")
@@ -203,8 +200,8 @@ def main():
 
     from revgen import runinfo
     from revgen.dolly import load_pairs
-    from revgen.forward_eval import compare, summarize
-    from revgen.mix import compare_mix
+    from revgen.evaluate.forward import compare, summarize
+    from revgen.evaluate.mix import compare_mix
     from revgen.stats import ratio_ci
 
     runinfo.set_threads(args.threads)
@@ -278,7 +275,7 @@ def main():
         report["instruction_use_vs_real"] = {k: round(use[k] / use["S+real"], 3) for k in use if use["S+real"]}
     report["wall_time_s"] = round(time.time() - START, 1)
     report["stage_s"] = stage_s
-    (out / "value.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "value.json", report)
     print(markdown(report))
 
 
@@ -287,14 +284,13 @@ def runs_mean(runs):
 
 
 def markdown(rep: dict) -> str:
-    from revgen.forward_eval import _fmt as _f
+    from revgen.evaluate.forward import _fmt as _f
 
-    lines = ["| variant | NLL (row mean) | NLL (token-weighted) | instruction use | ROUGE-L | vs S: NLL (token-w.) |",
-             "|---|---|---|---|---|---|"]
-    for k, v in rep["variants"].items():
-        d = rep["vs_S"].get(k, {}).get("nll_token_weighted")
-        lines.append(f"| {k} | {_f(v['nll'])} | {_f(v['nll_token_weighted'])} | {_f(v['instruction_use'])} | "
-                     f"{_f(v['rouge_l']) if 'rouge_l' in v else '-'} | {_f(d) if d else '-'} |")  # fmt: skip
+    rows = [[k, _f(v["nll"]), _f(v["nll_token_weighted"]), _f(v["instruction_use"]),
+             _f(v["rouge_l"]) if "rouge_l" in v else "-",
+             _f(rep["vs_S"][k]["nll_token_weighted"]) if k in rep["vs_S"] else "-"] for k, v in rep["variants"].items()]  # fmt: skip
+    lines = [markdown_table(["variant", "NLL (row mean)", "NLL (token-weighted)", "instruction use", "ROUGE-L",
+                             "vs S: NLL (token-w.)"], rows)]  # fmt: skip
     for k, v in rep.get("value_recovered", {}).items():
         lines.append(f"\nvalue recovered {k}: {_f(v)} (ceiling gain {v['ceiling_gain']:+.4f}, "
                      f"distinguishable from zero: {v['ceiling_distinct']})")  # fmt: skip

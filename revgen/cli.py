@@ -23,7 +23,7 @@ private_opt = click.option("--private", is_flag=True, help="Create the Hub repo 
 
 
 def _push(path, repo_id, private=False, license_=None, languages=()) -> None:
-    from revgen.hub import push
+    from revgen.publish.hub import push
 
     info = push(path, repo_id, private=private, license=license_, language=list(languages) or None)
     click.echo(f"pushed {info['rows']} rows: {info['url']}", err=True)
@@ -84,8 +84,8 @@ def env(as_json: bool) -> None:
 @set_opt
 def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, **flags) -> None:
     """Fine-tune the backward model (response -> instruction), or a forward model, with trl + LoRA/QLoRA."""
-    from revgen.train import TrainConfig
-    from revgen.train import train as run
+    from revgen.train.trainer import TrainConfig
+    from revgen.train.trainer import train as run
 
     if len(data_caps) > len(data):
         raise click.UsageError("--data-cap needs a --data at the same position")
@@ -149,8 +149,8 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, **
 @set_opt
 def synthesize(recipe, sets, greedy, push_to, private, license_, **flags) -> None:
     """Generate instructions for CORPUS (file, folder or Hub id) with the backward model."""
-    from revgen.synthesize import SynthConfig
-    from revgen.synthesize import synthesize as run
+    from revgen.synthesize.run import SynthConfig
+    from revgen.synthesize.run import synthesize as run
 
     overrides = cfgmod.merge(flags, cfgmod.parse_overrides(sets))
     if greedy:
@@ -177,8 +177,8 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, **flags) -> Non
 @set_opt
 def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_, allow_partial) -> None:
     """Filter and deduplicate synthesized records (a synthesize dir or a .jsonl) into a dataset."""
-    from revgen.curate import CurateConfig, counts_table
-    from revgen.curate import curate as run
+    from revgen.curate.curation import CurateConfig, counts_table
+    from revgen.curate.curation import curate as run
 
     overrides = cfgmod.merge({"input": input_path, "output_dir": output_dir, "format": fmt,
                               "allow_partial": allow_partial}, cfgmod.parse_overrides(sets))  # fmt: skip
@@ -199,7 +199,7 @@ def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_
 @click.option("--template", type=click.Path(exists=True, dir_okay=False), help="Your own card template (Jinja).")
 def card(path, license_, languages, pretty_name, repo_id, template) -> None:
     """Write PATH/README.md, a dataset card filled from the run's stats.json / run.json."""
-    from revgen.card import write
+    from revgen.publish.card import write
 
     out = write(path, license=license_, language=list(languages) or None, pretty_name=pretty_name, repo_id=repo_id,
                 template=template)  # fmt: skip
@@ -239,7 +239,7 @@ def eval_cmd(recipe, sets, no_base, task, model_dir, against, **flags) -> None:
     """Backward: generated vs gold instructions, adapter vs base. Forward: NLL, instruction use and
     ROUGE-L of a forward model on held-out pairs, optionally paired against a second model."""
     if task == "forward":
-        from revgen.forward_eval import ForwardEvalConfig, evaluate_forward, table
+        from revgen.evaluate.forward import ForwardEvalConfig, evaluate_forward, table
 
         if flags.get("adapter") or flags.get("backend") or no_base or flags.get("num_candidates") or flags.get("select_by"):
             raise click.UsageError("--adapter, --backend, --no-base, --num-candidates and --select-by are for --task backward")
@@ -249,7 +249,7 @@ def eval_cmd(recipe, sets, no_base, task, model_dir, against, **flags) -> None:
         return
     if model_dir or against:
         raise click.UsageError("--model-dir and --against are for --task forward")
-    from revgen.evaluate import EvalConfig, evaluate, table
+    from revgen.evaluate.backward import EvalConfig, evaluate, table
 
     if flags.get("adapter") and not flags.get("data"):
         flags["data"] = f"{flags['adapter']}/heldout.jsonl"
@@ -284,7 +284,7 @@ def rewrite(input_path, recipe, sets, **flags) -> None:
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 def report(path) -> None:
     """Write PATH/report.html: the funnel, lengths, instruction mix, scores and examples of a curate dir."""
-    from revgen.report import write
+    from revgen.publish.report import write
 
     click.echo(str(write(path)))
 

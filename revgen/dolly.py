@@ -8,12 +8,11 @@ file, or a Hub dataset id. Every row must carry string ``instruction`` and ``res
 from __future__ import annotations
 
 import hashlib
-import json
 from importlib import resources
 from pathlib import Path
 
 from revgen.errors import UserError, where
-from revgen.io import iter_jsonl
+from revgen.io import iter_jsonl, read_json
 
 BUNDLED = "dolly-sample"
 REQUIRED = ("instruction", "response")
@@ -40,12 +39,7 @@ def validate_row(row, source, line) -> dict:
 
 
 def _read_json(path: Path):
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{where(path, exc.lineno)}: malformed JSON ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); is this a binary file?") from None
+    data = read_json(path)
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):

@@ -1,4 +1,4 @@
-"""JSONL reading with line numbers: the one place a malformed line becomes a clear error."""
+"""JSON and JSONL reading with line numbers: the one place a malformed line becomes a clear error."""
 
 from __future__ import annotations
 
@@ -35,3 +35,14 @@ def iter_jsonl(path: str | Path, errors: str = "raise") -> Iterator[tuple[int, o
             if errors != "yield":
                 raise UserError(f"{where(path, n)}: {problem}")
             yield n, ValueError(problem)
+
+
+def read_json(path: str | Path):
+    """A whole .json file; malformed JSON names the line, non-UTF-8 bytes name the offset."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where(path, exc.lineno)}: malformed JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); is this a binary file?") from None

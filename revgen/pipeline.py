@@ -167,15 +167,15 @@ def _build(stage: Stage, source: str):
     if stage.kind == "card":
         return None
     if stage.kind in ("train", "forward"):
-        from revgen.train import TrainConfig as cls
+        from revgen.train.trainer import TrainConfig as cls
 
         values = {**stage.values, "task": "forward" if stage.kind == "forward" else "backward", "overwrite": True}
     elif stage.kind == "synthesize":
-        from revgen.synthesize import SynthConfig as cls
+        from revgen.synthesize.run import SynthConfig as cls
 
         values = {**stage.values, "overwrite": True}
     elif stage.kind == "curate":
-        from revgen.curate import CurateConfig as cls
+        from revgen.curate.curation import CurateConfig as cls
 
         values = stage.values
     elif stage.kind == "rewrite":
@@ -183,7 +183,7 @@ def _build(stage: Stage, source: str):
 
         values = stage.values
     else:
-        from revgen.forward_eval import ForwardEvalConfig as cls
+        from revgen.evaluate.forward import ForwardEvalConfig as cls
 
         values = stage.values
     return cfgmod.build(cls, values, source)
@@ -193,16 +193,16 @@ def _execute(stage: Stage) -> dict:
     """Run one stage; returns its key numbers."""
     cfg = _build(stage, f"stage {stage.name!r}")
     if stage.kind in ("train", "forward"):
-        from revgen.train import train
+        from revgen.train.trainer import train
 
         info = train(cfg)
         return {"loss": round(info["train_loss"], 4), "steps": info["steps"]}
     if stage.kind == "synthesize":
-        from revgen.synthesize import synthesize
+        from revgen.synthesize.run import synthesize
 
         return {"records": synthesize(cfg)["counts"]["records"]}
     if stage.kind == "curate":
-        from revgen.curate import curate
+        from revgen.curate.curation import curate
 
         counts = curate(cfg)["counts"]
         return {"records": counts.get("total", 0), "kept": counts.get("kept", 0)}
@@ -211,11 +211,11 @@ def _execute(stage: Stage) -> dict:
 
         return {"records": rewrite(cfg)["counts"]["records"]}
     if stage.kind == "eval_forward":
-        from revgen.forward_eval import evaluate_forward
+        from revgen.evaluate.forward import evaluate_forward
 
         res = evaluate_forward(cfg)["systems"]["A"]["overall"]
         return {"nll": res["nll_token_weighted"]["mean"]}
-    from revgen.card import write
+    from revgen.publish.card import write
 
     return {"card": str(write(stage.values["path"], license=stage.values.get("license")))}
 

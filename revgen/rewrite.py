@@ -20,7 +20,7 @@ from pathlib import Path
 from revgen import config as cfgmod
 from revgen import runinfo, shards
 from revgen.errors import UserError
-from revgen.filters.instruction import Refusal
+from revgen.curate.filters.instruction import Refusal
 
 log = logging.getLogger(__name__)
 PROMPT = ("Answer the instruction below as a helpful AI assistant. Use only the information in the passage; "
@@ -104,7 +104,7 @@ def _records(source: str) -> list[dict]:
 def rewrite(cfg: RewriteConfig) -> dict:
     from revgen.generate import Sampling, get_generator
     from revgen.models import resolve_model
-    from revgen.shardwork import load_or_explain
+    from revgen.synthesize.shardwork import load_or_explain
 
     rows = _records(cfg.input)
     out = Path(cfg.output_dir)

@@ -41,7 +41,7 @@ def dolly_rows():
 @pytest.fixture(scope="session")
 def trained_adapter(tmp_path_factory, base_model):
     """A small real training run shared by tests that need an adapter (train, reload, generate)."""
-    from revgen.train import LoraSettings, TrainConfig, train
+    from revgen.train.trainer import LoraSettings, TrainConfig, train
 
     out = tmp_path_factory.mktemp("adapter")
     cfg = TrainConfig(model=base_model, output_dir=str(out), max_length=192, max_rows=16, eval_holdout=4,
@@ -56,7 +56,7 @@ def trained_forward(tmp_path_factory, base_model, dolly_rows):
     """A small forward (instruction -> response) run: 16 context-free Dolly pairs, 4 held out."""
     import json
 
-    from revgen.train import LoraSettings, TrainConfig, train
+    from revgen.train.trainer import LoraSettings, TrainConfig, train
 
     out = tmp_path_factory.mktemp("forward")
     rows = [{"instruction": r["instruction"], "output": r["response"], "category": r["category"]}

@@ -4,7 +4,7 @@ import pytest
 
 from revgen import config as cfgmod
 from revgen.errors import UserError
-from revgen.train import TrainConfig
+from revgen.train.trainer import TrainConfig
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
 
@@ -16,9 +16,9 @@ def test_there_are_recipes():
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_loads_strictly(recipe):
-    from revgen.curate import CurateConfig
-    from revgen.evaluate import EvalConfig
-    from revgen.synthesize import SynthConfig
+    from revgen.curate.curation import CurateConfig
+    from revgen.evaluate.backward import EvalConfig
+    from revgen.synthesize.run import SynthConfig
 
     sections = cfgmod.read_recipe(recipe)
     for name, cls in (("synthesize", SynthConfig), ("curate", CurateConfig), ("eval", EvalConfig)):

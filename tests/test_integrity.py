@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from revgen import cli, shards
-from revgen.curate import CurateConfig, curate
+from revgen.curate.curation import CurateConfig, curate
 from revgen.errors import UserError
-from revgen.synthesize import SynthConfig, synthesize
+from revgen.synthesize.run import SynthConfig, synthesize
 from tests.helpers import write_jsonl
 
 RECIPE = str(Path(__file__).resolve().parent.parent / "recipes" / "smollm2-135m-cpu.yaml")
@@ -110,7 +110,7 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(bad_inputs, args, mess
 
 def test_set_null_sets_null_and_turns_steps_off():
     from revgen import config as cfgmod
-    from revgen.curate import CurateConfig
+    from revgen.curate.curation import CurateConfig
 
     synth = cfgmod.load(SynthConfig, "synthesize", RECIPE, cfgmod.parse_overrides(["max_docs=null"]))
     assert synth.max_docs is None  # the recipe says 48
@@ -204,7 +204,7 @@ def test_curate_counts_unreadable_lines_and_refuses_partial_runs(small_run, tmp_
 
 @pytest.mark.slow
 def test_train_refuses_to_replace_a_model_and_resumes_only_the_same_config(tmp_path, base_model):
-    from revgen.train import LoraSettings, TrainConfig, train
+    from revgen.train.trainer import LoraSettings, TrainConfig, train
 
     def cfg(**kw):
         base = dict(model=base_model, output_dir=str(tmp_path / "m"), max_length=96, max_rows=8,

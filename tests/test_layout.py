@@ -73,3 +73,20 @@ def test_every_module_states_its_job_in_its_first_line():
     missing = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
                if not (ast.get_docstring(ast.parse(p.read_text())) or "").strip()]  # fmt: skip
     assert missing == []
+
+
+def test_tests_mirror_the_package_layout():
+    tests = Path(__file__).resolve().parent
+    stages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file() and p.name != "data"}
+    test_dirs = {p.name for p in tests.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert test_dirs <= stages, f"test folders without a package: {sorted(test_dirs - stages)}"
+    assert {"train", "synthesize", "generate", "curate", "evaluate", "publish"} <= test_dirs
+
+
+def test_the_readme_layout_section_names_every_package_and_module():
+    readme = (ROOT.parent / "README.md").read_text()
+    section = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    names = {str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py") if p.name != "__init__.py"}
+    names |= {str(p.relative_to(ROOT)) + "/" for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    missing = sorted(n for n in names if Path(n).name.rstrip("/") not in section)
+    assert missing == [], f"README Layout misses {missing}"

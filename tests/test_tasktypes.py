@@ -9,12 +9,12 @@ from revgen import tasktypes
 from revgen.errors import UserError
 from revgen.prompts import encode_prompt, get_template
 
-from .helpers import write_jsonl
+from tests.helpers import write_jsonl
 
 
 @pytest.fixture(scope="module")
 def typed_adapter(tmp_path_factory, base_model):
-    from revgen.train import LoraSettings, TrainConfig, train
+    from revgen.train.trainer import LoraSettings, TrainConfig, train
 
     out = tmp_path_factory.mktemp("typed")
     info = train(TrainConfig(model=base_model, output_dir=str(out), max_length=192, max_rows=12, eval_holdout=2,
@@ -43,8 +43,8 @@ def test_forced_prefix_tokenizes_as_in_training(tokenizer):
 
 def test_forced_types_follow_the_mix_and_are_recorded(typed_adapter):
     from revgen.generate import get_generator
-    from revgen.shardwork import generate_batch
-    from revgen.synthcore import Context, SynthConfig
+    from revgen.synthesize.shardwork import generate_batch
+    from revgen.synthesize.core import Context, SynthConfig
 
     out, _ = typed_adapter
     counts = tasktypes.load(out)
@@ -94,7 +94,7 @@ def test_split_and_mix_errors(typed_adapter, trained_adapter):
 
 
 def test_typed_training_needs_a_category(tmp_path, base_model):
-    from revgen.train import TrainConfig, train
+    from revgen.train.trainer import TrainConfig, train
 
     data = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "Name a bird.", "context": "", "response": "A robin.",
                                                "category": "open_qa"},
@@ -107,7 +107,7 @@ def test_typed_training_needs_a_category(tmp_path, base_model):
 
 
 def test_eval_best_of_n_keeps_the_best_scored_candidate(trained_adapter, tmp_path):
-    from revgen.evaluate import EvalConfig, evaluate
+    from revgen.evaluate.backward import EvalConfig, evaluate
 
     out, _ = trained_adapter
     info = evaluate(EvalConfig(data=str(out / "heldout.jsonl"), adapter=str(out), output_dir=str(tmp_path),

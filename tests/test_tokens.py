@@ -2,7 +2,7 @@
 
 import pytest
 
-from revgen.pairs import build_pairs
+from revgen.train.pairs import build_pairs
 from revgen.prompts import encode_prompt, get_template
 
 

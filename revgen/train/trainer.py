@@ -1,0 +1,392 @@
+"""``revgen train``: fine-tune the backward model p(instruction | response), or with ``task: forward``
+a forward model p(response | instruction), with trl + peft LoRA.
+
+On CUDA with bitsandbytes the base is loaded in 4-bit nf4 with double quantisation and bf16
+compute (QLoRA); elsewhere plain LoRA, said in the log. Trainer fields in the recipe's
+``trainer:`` mapping pass straight through to trl's ``SFTConfig``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from revgen import config as cfgmod
+from revgen import runinfo, tasktypes
+from revgen.dolly import BUNDLED, data_hash, load_pairs
+from revgen.errors import UserError
+from revgen.models import DEFAULT_MODEL, load_tokenizer, resolve_model
+from revgen.train.pairs import build_pairs
+from revgen.prompts import TEMPLATE_FILE, get_template
+from revgen.train.throughput import ThroughputCallback
+
+log = logging.getLogger(__name__)
+
+# Fields revgen sets itself; putting them under `trainer:` would be ambiguous.
+OWNED = {"output_dir", "max_length", "packing", "gradient_checkpointing", "seed"}
+HELDOUT_FILE = "heldout.jsonl"
+TASKS = ("backward", "forward")
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list | str = field(default_factory=lambda: ["q_proj", "v_proj"])
+    # train only these decoder layers (a list, or an int N: the last N); backprop stops below them
+    layers: list | int | None = None
+
+
+@dataclass
+class TrainConfig:
+    task: str = "backward"  # backward: response -> instruction; forward: instruction -> response
+    model: str = DEFAULT_MODEL  # the embedded default, a local HF folder, or a Hub id
+    # bundled Dolly sample, a .jsonl/.json/.parquet file, a curate dir or a Hub id; forward: a list
+    # of them, each a string or {source, max_rows}
+    data: str | list = BUNDLED
+    output_dir: str = ""  # default: runs/backward or runs/forward
+    template: str = "auto"  # auto: seed (backward) / alpaca (forward); a built-in name or a template file
+    context: str = "auto"  # Dolly's context: ignore | append | drop; auto: ignore (backward, the seed's), append (forward)
+    categories: list | None = None  # keep only these Dolly categories
+    task_types: bool = False  # backward: learn "[category] instruction" (revgen/tasktypes.py), steerable at synthesis
+    max_length: int = 1024  # tokens of prompt + instruction + EOS
+    overlong: str = "truncate"  # truncate the input text | drop the row
+    max_rows: int | None = None  # use only the first N rows (after filtering)
+    eval_holdout: float = 0  # rows (>= 1) or fraction (< 1) held out, seeded, for eval loss
+    load_in_4bit: str | bool = "auto"  # auto: 4-bit on CUDA only; true: require it; false
+    quant_skip_layers: int = 0  # with 4-bit: keep the first N decoder layers bf16 (speed for memory)
+    attn_implementation: str = "auto"  # auto: flash_attention_2 if usable, flex_attention for packing on CUDA, else sdpa
+    dtype: str = "auto"  # auto: bf16 on GPUs that support it, fp32 on CPU
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    packing: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    merge: bool = False  # also write a merged bf16 model to OUTPUT_DIR/merged
+    threads: int | None = None  # torch CPU threads; None: $REVGEN_THREADS or torch's default
+    overwrite: bool = False  # replace a finished adapter in output_dir
+    exclude: str | None = None  # forward: leave out rows found in this file (e.g. another run's heldout.jsonl)
+    trainer: dict = field(default_factory=dict)  # passed through to trl.SFTConfig
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise UserError(f"task must be one of {TASKS}, got {self.task!r}")
+        self.output_dir = self.output_dir or f"runs/{self.task}"
+        if self.load_in_4bit not in ("auto", True, False):
+            raise UserError(f"load_in_4bit must be auto, true or false, got {self.load_in_4bit!r}")
+        validate_trainer_keys(self.trainer)
+        if self.task_types and self.task != "backward":
+            raise UserError("task_types conditions the backward model; a forward model has no use for it")
+
+
+def validate_trainer_keys(trainer: dict) -> None:
+    from trl import SFTConfig
+
+    known = {f.name for f in dataclasses.fields(SFTConfig)}
+    unknown = sorted(set(trainer) - known)
+    if unknown:
+        raise UserError(f"trainer: unknown SFTConfig field(s) {unknown} (trl renamed or typo?)")
+    owned = sorted(set(trainer) & OWNED)
+    if owned:
+        raise UserError(f"trainer: set {owned} at the top level of the train section, not under trainer")
+
+
+@dataclass
+class Plan:
+    """How this machine will run the config (decided once, logged, stored in run.json)."""
+
+    device: str
+    load_in_4bit: bool
+    dtype: str
+    attn_implementation: str
+    quant_skip_layers: int = 0
+
+
+def plan(cfg: TrainConfig) -> Plan:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cfg.load_in_4bit is True and not runinfo.bnb_4bit_available():
+        raise UserError("the recipe asks for 4-bit (load_in_4bit: true) but bitsandbytes is not importable here")
+    four = cfg.load_in_4bit is True or (cfg.load_in_4bit == "auto" and cuda and runinfo.bnb_4bit_available())
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if runinfo.bf16_supported() else "float32")
+    attn = cfg.attn_implementation
+    if attn == "auto":
+        # Padding-free packing under SDPA attends over a block-diagonal mask of the whole flattened
+        # batch (quadratic across documents); FlexAttention skips the masked blocks: 1.54x tokens/s
+        # on an H200 with Liger (bench/RESULTS.md). flash-attn's varlen kernel does the same.
+        if runinfo.flash_attn_available() and dtype in ("bfloat16", "float16"):
+            attn = "flash_attention_2"
+        elif cuda and cfg.packing:
+            attn = "flex_attention"
+        else:
+            attn = "sdpa"
+    elif attn == "flash_attention_2" and not runinfo.flash_attn_available():
+        raise UserError("attn_implementation flash_attention_2 needs flash-attn and an Ampere+ GPU")
+    return Plan("cuda" if cuda else "cpu", four, dtype, attn, cfg.quant_skip_layers if four else 0)
+
+
+def load_model(model_ref: str, p: Plan):
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs = {"dtype": getattr(torch, p.dtype), "attn_implementation": p.attn_implementation}
+    if p.load_in_4bit:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            # anchored patterns: layer 1 must not also match layers 10-19
+            llm_int8_skip_modules=["lm_head"] + [rf"model\.layers\.{i}\." for i in range(p.quant_skip_layers)],
+        )  # fmt: skip
+        kwargs["device_map"] = {"": 0} if p.device == "cuda" else "cpu"
+    return AutoModelForCausalLM.from_pretrained(model_ref, **kwargs)
+
+
+def split_holdout(pairs: list[dict], holdout: float, seed: int):
+    if not holdout:
+        return pairs, []
+    n = int(holdout) if holdout >= 1 else max(1, round(len(pairs) * holdout))
+    if n >= len(pairs):
+        raise UserError(f"eval_holdout={holdout} leaves no training rows (of {len(pairs)})")
+    idx = list(range(len(pairs)))
+    random.Random(seed).shuffle(idx)
+    held = set(idx[:n])
+    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+
+
+def sft_config(cfg: TrainConfig, p: Plan, has_eval: bool):
+    from trl import SFTConfig
+
+    # checkpoints by default (a killed run resumes from the last one, not from step 0), two kept
+    args = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "save_steps": 25,
+            "save_total_limit": 2, "learning_rate": 2e-4, "include_num_input_tokens_seen": "non_padding",
+            "per_device_train_batch_size": 4, "num_train_epochs": 1, "lr_scheduler_type": "constant"}  # fmt: skip
+    if has_eval:
+        args.update(eval_strategy="epoch", per_device_eval_batch_size=8)
+    args.update(cfg.trainer)
+    args.update(output_dir=cfg.output_dir, max_length=cfg.max_length, packing=cfg.packing,
+                gradient_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed,
+                bf16=p.dtype == "bfloat16" or p.load_in_4bit, fp16=p.dtype == "float16",
+                use_cpu=p.device == "cpu")  # fmt: skip
+    return SFTConfig(**args)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train, save adapter + tokenizer + template + run.json into ``cfg.output_dir``."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTTrainer
+
+    started = time.time()
+    runinfo.set_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    resume_step = _prepare_output(out, cfg)
+    p = plan(cfg)
+    log.info("plan: %s", p)
+    if not p.load_in_4bit:
+        log.info("training plain LoRA (no 4-bit): %s", "no CUDA" if p.device == "cpu" else "load_in_4bit false")
+    model_ref = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(model_ref)
+    pairs, stats, template = _pairs(cfg, tokenizer)
+    train_pairs, held = split_holdout(pairs, cfg.eval_holdout, cfg.seed)
+    log.info("data (%s): %d rows -> %d pairs (%d truncated, %d dropped as over-long), %d held out", cfg.task,
+             stats["rows"], len(pairs), stats["truncated"], stats["dropped_overlong"], len(held))  # fmt: skip
+    if held:
+        _write_heldout(out / HELDOUT_FILE, held, cfg.task, cfg.task_types)
+
+    def as_dataset(ps):
+        return Dataset.from_list([{"prompt": x["prompt"], "completion": x["completion"]} for x in ps])
+
+    model = load_model(model_ref, p)
+    timer = ThroughputCallback()
+    layers = cfg.lora.layers
+    if layers is not None and isinstance(cfg.lora.target_modules, str):
+        raise UserError("lora.layers needs lora.target_modules as a list of module names (not a string like all-linear)")
+    if isinstance(layers, int):
+        n_layers = model.config.num_hidden_layers
+        layers = list(range(max(0, n_layers - layers), n_layers))
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target_modules, layers_to_transform=layers, task_type="CAUSAL_LM")  # fmt: skip
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, p, bool(held)), processing_class=tokenizer,
+                         train_dataset=as_dataset(train_pairs), eval_dataset=as_dataset(held) if held else None,
+                         peft_config=lora, callbacks=[timer])  # fmt: skip
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    log.info("LoRA trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
+    if resume_step is not None:
+        log.info("resuming from %s/checkpoint-%d (step %d)", out, resume_step, resume_step)
+    with contextlib.redirect_stdout(sys.stderr):  # transformers prints its log dicts to stdout
+        result = trainer.train(resume_from_checkpoint=True if resume_step is not None else None)
+
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    template.save(out)
+    types = dict(Counter(x["category"] for x in train_pairs)) if cfg.task_types else None
+    if types:
+        tasktypes.save(out, types)
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+    n_tokens = max([h.get("num_tokens", 0) for h in history] or [0])
+    info = {
+        "command": "train",
+        "config": cfgmod.to_dict(cfg),
+        "config_hash": cfgmod.config_hash(cfg),
+        "plan": dataclasses.asdict(p),
+        "base_model": model_ref,
+        "task": cfg.task,
+        "template": template.text if cfg.task == "backward" else dataclasses.asdict(template),
+        "task_types": types,
+        "data": {"source": cfg.data, "sha256": _data_hash(cfg.data), **stats,
+                 "train_rows": len(train_pairs), "heldout_rows": len(held),
+                 "heldout_file": HELDOUT_FILE if held else None},  # fmt: skip
+        "parameters": {"trainable": trainable, "total": total},
+        "losses": losses,
+        "eval_losses": eval_losses,
+        "train_loss": result.training_loss,
+        "steps": trainer.state.global_step,
+        "resumed_from_step": resume_step,
+        "tokens": n_tokens,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "tokens_per_s": n_tokens / result.metrics["train_runtime"] if result.metrics.get("train_runtime") else None,
+        "throughput": timer.summary(trainer.model, cfg.gradient_checkpointing,
+                                    cfg.max_length if cfg.packing else _mean_len(trainer.train_dataset)),
+        "adapter_sha256": runinfo.dir_hash(out),
+        "versions": runinfo.versions(),
+        "environment": runinfo.device_info(),
+    }
+    if cfg.merge:
+        info["merged_dir"] = str(merge_adapter(out, model_ref, out / "merged"))
+    info["wall_time_s"] = round(time.time() - started, 1)
+    runinfo.write_json(out / "run.json", info)
+    log.info("saved adapter to %s (train loss %.3f, %d steps)", out, result.training_loss, info["steps"])
+    return info
+
+
+STARTED_FILE = "train-config.json"  # the config a run in progress was started with
+NOT_IDENTITY = {"threads", "overwrite"}
+
+
+def _prepare_output(out: Path, cfg: TrainConfig) -> int | None:
+    """Refuse to replace a finished adapter unless asked; resume a killed run only with the same config.
+    Returns the step of the checkpoint the run resumes from (None: starts at step 0)."""
+    import json
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output dir {out} is a file, not a folder")
+    values = {k: v for k, v in cfgmod.to_dict(cfg).items() if k not in NOT_IDENTITY}
+    if (out / "run.json").is_file():
+        if not cfg.overwrite:
+            raise UserError(f"{out} already holds a trained model (run.json); pass --overwrite to replace it, "
+                            "or choose another --output-dir")  # fmt: skip
+        log.warning("--overwrite: replacing the trained model in %s", out)
+        for ckpt in out.glob("checkpoint-*"):
+            shutil.rmtree(ckpt)
+        (out / "run.json").unlink()
+    steps = sorted(int(c.name.split("-")[1]) for c in out.glob("checkpoint-*") if c.name.split("-")[1].isdigit())
+    started = out / STARTED_FILE
+    if steps and started.is_file():
+        before = json.loads(started.read_text())
+        diff = sorted(k for k in set(before) | set(values) if before.get(k) != values.get(k))
+        if diff and cfg.overwrite:
+            log.warning("--overwrite: dropping checkpoints made with other settings (%s)", ", ".join(diff))
+            for ckpt in out.glob("checkpoint-*"):
+                shutil.rmtree(ckpt)
+            steps = []
+        elif diff:
+            raise UserError(f"{out} holds checkpoints of a run started with other settings ({', '.join(diff)}); "
+                            "rerun with those settings to resume, or pass --overwrite to start over")  # fmt: skip
+    elif steps and not cfg.overwrite:
+        raise UserError(f"{out} holds checkpoints but no {STARTED_FILE}: their settings are unknown; "
+                        "pass --overwrite to start over")  # fmt: skip
+    elif steps:
+        for ckpt in out.glob("checkpoint-*"):
+            shutil.rmtree(ckpt)
+        steps = []
+    out.mkdir(parents=True, exist_ok=True)
+    runinfo.write_json(started, values)
+    return steps[-1] if steps else None
+
+
+def _pairs(cfg: TrainConfig, tokenizer):
+    """Training pairs for the task, counts of what was cut or dropped, and the template used."""
+    from revgen.train.forward_data import build_forward_pairs, load_forward_rows, sources
+    from revgen.prompts import get_forward_template
+
+    context = cfg.context if cfg.context != "auto" else ("append" if cfg.task == "forward" else "ignore")
+    if cfg.task == "forward":
+        template = get_forward_template(cfg.template)
+        rows, fstats = load_forward_rows(cfg.data, context)
+        rows = [r for r in rows if not cfg.categories or r["category"] in cfg.categories]
+        if cfg.exclude:
+            held = {(r["instruction"], r["output"]) for r in load_forward_rows(cfg.exclude)[0]}
+            before = len(rows)
+            rows = [r for r in rows if (r["instruction"], r["output"]) not in held]
+            fstats.per_source["excluded"] = before - len(rows)
+            log.info("left out %d rows found in %s", before - len(rows), cfg.exclude)
+        pairs, cut = build_forward_pairs(rows[: cfg.max_rows], template, tokenizer, cfg.max_length, cfg.overlong)
+        stats = {**fstats.as_dict(), **cut}
+    else:
+        template = get_template("seed" if cfg.template == "auto" else cfg.template)
+        rows = [r for source, cap in sources(cfg.data) for r in load_pairs(source)[:cap]]
+        if cfg.task_types:
+            rows = [r for r in rows if not cfg.categories or r["category"] in cfg.categories]
+            tasktypes.check_names(rows, str(cfg.data))
+            rows = [{**r, "instruction": tasktypes.tag(r["category"].strip(), r["instruction"].strip())
+                     if r["instruction"].strip() else ""} for r in rows]  # fmt: skip
+        pairs, pstats = build_pairs(rows, template, tokenizer, context=context, categories=cfg.categories,
+                                    max_length=cfg.max_length, overlong=cfg.overlong)  # fmt: skip
+        pairs, stats = pairs[: cfg.max_rows], pstats.as_dict()
+    if not pairs:
+        raise UserError(f"no training rows left from {cfg.data} after filtering: {stats}")
+    return pairs, stats, template
+
+
+def _write_heldout(path: Path, held: list[dict], task: str, typed: bool = False) -> None:
+    """Held-out rows in the format `revgen eval` reads: Dolly (backward) or Alpaca + category (forward)."""
+    import jsonlines
+
+    with jsonlines.open(path, "w") as w:
+        if task == "forward":
+            w.write_all({k: h["row"][k] for k in ("instruction", "input", "output", "category")} for h in held)
+        else:
+            w.write_all({"instruction": tasktypes.split(h["completion"])[1] if typed else h["completion"], "context": "", "response": h["text"],
+                         "category": h["category"]} for h in held)  # fmt: skip
+
+
+def _data_hash(data) -> str:
+    from revgen.train.forward_data import sources
+
+    return data_hash(data) if isinstance(data, str) else ",".join(data_hash(s)[:16] for s, _ in sources(data))
+
+
+def _mean_len(dataset) -> int:
+    lengths = [len(x) for x in dataset["input_ids"]]
+    return round(sum(lengths) / max(len(lengths), 1))
+
+
+def merge_adapter(adapter_dir: str | Path, base: str | None = None, out: str | Path | None = None) -> Path:
+    """Merge a LoRA adapter into a bf16 copy of its base (never into the 4-bit base: peft #2321)."""
+    import torch
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter_dir = Path(adapter_dir)
+    out = Path(out or adapter_dir / "merged")
+    base = base or resolve_model(PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    model.save_pretrained(out)
+    has_tokenizer = (adapter_dir / "tokenizer_config.json").exists()  # revgen adapters carry theirs
+    AutoTokenizer.from_pretrained(str(adapter_dir) if has_tokenizer else base).save_pretrained(out)
+    if (adapter_dir / TEMPLATE_FILE).exists():
+        (out / TEMPLATE_FILE).write_bytes((adapter_dir / TEMPLATE_FILE).read_bytes())
+    log.info("merged bf16 model written to %s", out)
+    return out

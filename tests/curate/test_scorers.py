@@ -1,0 +1,124 @@
+"""Curation scores on the real SmolLM2: log-prob rubric, IFD, cycle; selection; curate integration."""
+
+import json
+import shutil
+
+import pytest
+
+from revgen.curate import scorers
+from revgen.curate.curation import CurateConfig, ScoreSettings, curate
+from revgen.errors import UserError
+from tests.helpers import write_jsonl
+
+
+def test_selection_keeps_exactly_what_it_should():
+    vals = [0.9, 0.1, 0.5, 0.5, 0.7]
+    assert scorers.Selection("cycle", top_k=2).keep(vals) == [True, False, False, False, True]
+    assert scorers.Selection("ifd", top_k=2).keep(vals) == [False, True, True, False, False]  # lower is better; ties: first
+    assert scorers.Selection("rubric", threshold=0.5).keep(vals) == [True, False, True, True, True]
+    assert scorers.Selection("ifd", threshold=0.5).keep(vals) == [False, True, True, True, False]
+    assert scorers.Selection("cycle", top_fraction=0.4).keep(vals) == [True, False, False, False, True]
+    assert scorers.Selection("cycle", threshold=0.6, top_k=1).keep(vals) == [True, False, False, False, False]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"score": "vibes"}, "select.score must be one of"),
+    ({"score": "cycle", "top_k": 0}, "top_k must be at least 1"),
+    ({"score": "cycle", "top_fraction": 1.5}, r"top_fraction must be in \(0, 1\]"),
+])  # fmt: skip
+def test_bad_selection_settings_fail_clearly(kwargs, match):
+    with pytest.raises(UserError, match=match):
+        scorers.Selection(**kwargs)
+
+
+def test_unknown_scorer_and_bad_select_fail_before_loading_a_model(tmp_path):
+    recs = write_jsonl(tmp_path / "r.jsonl", [{"instruction": "Name a river in Egypt.", "output": "The Nile."}])
+    for score, match in ((ScoreSettings(scorers=["vibes"]), "unknown scorer"),
+                         (ScoreSettings(scorers=["ifd"], select={"score": "ifd", "top_k": 0}), "top_k must be"),
+                         (ScoreSettings(scorers=["ifd"], select={"score": "ifd", "threshold": "high"}), "threshold must be"),
+                         (ScoreSettings(scorers=["ifd"], select={"score": "ifd", "cutoff": 1}), r"unknown key\(s\) \['cutoff'\]")):  # fmt: skip
+        with pytest.raises(UserError, match=match):
+            curate(CurateConfig(input=str(recs), output_dir=str(tmp_path / "d"), score=score))
+
+
+@pytest.fixture(scope="module")
+def smol(base_model):
+    return scorers.load_model(base_model, "float32")
+
+
+@pytest.mark.slow
+def test_rubric_scores_are_the_softmax_over_the_five_score_tokens(smol):
+    import torch
+
+    model, tok, _ = smol
+    rubric = scorers.Rubric(model, tok)
+    rec = {"instruction": "What is the capital of France?", "output": "The capital of France is Paris."}
+    probs = rubric.probabilities([rec, {**rec, "output": "Bananas are yellow."}])
+    ids = torch.tensor([tok(rubric.prompt(rec))["input_ids"]])
+    with torch.no_grad():
+        direct = torch.softmax(model(ids).logits[0, -1, rubric.ids].float(), -1).tolist()
+    assert probs[0] == pytest.approx(direct, abs=1e-4) and sum(probs[0]) == pytest.approx(1.0)
+    s = rubric.score([rec])[0]
+    assert 1 <= s["rubric"] <= 5 and s["rubric_argmax"] == max(range(5), key=lambda i: direct[i]) + 1
+    assert [tok.decode([i]).strip() for i in rubric.ids] == ["1", "2", "3", "4", "5"]
+
+
+@pytest.mark.slow
+def test_rubric_works_with_and_without_a_chat_template(base_model, tmp_path):
+    plain = shutil.copytree(base_model, tmp_path / "plain")
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = json.loads((plain / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(cfg))
+    rec = {"instruction": "Name a river.", "output": "The Nile is a river in Africa."}
+    prompts = []
+    for ref in (base_model, str(plain)):
+        model, tok, _ = scorers.load_model(ref, "float32")
+        r = scorers.Rubric(model, tok)
+        prompts.append(r.prompt(rec))
+        assert 1 <= r.score([rec])[0]["rubric"] <= 5
+    assert "<|im_start|>" in prompts[0] and "<|im_start|>" not in prompts[1]
+
+
+@pytest.mark.slow
+def test_ifd_and_cycle_prefer_true_pairs_to_shuffled_ones(smol, dolly_rows, trained_adapter):
+    model, tok, _ = smol
+    rows = [r for r in dolly_rows if not r["context"] and 20 < len(r["response"]) < 400][:10]
+    true = [{"instruction": r["instruction"], "output": r["response"]} for r in rows]
+    shuffled = [{**t, "instruction": true[(i + 1) % len(true)]["instruction"]} for i, t in enumerate(true)]
+    ifd = scorers.IFD(model, tok)
+    a, b = ifd.score(true), ifd.score(shuffled)
+    assert sum(x["ifd"] < y["ifd"] for x, y in zip(a, b)) >= 8  # lower: the instruction explains the output
+    bmodel, btok, bdir = scorers.load_model(str(trained_adapter[0]), "float32")
+    cycle = scorers.Cycle(bmodel, btok, bdir)
+    a, b = cycle.score(true), cycle.score(shuffled)
+    assert sum(x["cycle"] > y["cycle"] for x, y in zip(a, b)) >= 8
+
+
+@pytest.mark.slow
+def test_curate_scores_select_and_keeps_scores_in_rejected(tmp_path, dolly_rows, base_model):
+    rows = [r for r in dolly_rows if not r["context"] and 30 < len(r["response"]) < 300][:6]
+    recs = [{"id": f"s{i}:0:{k}", "instruction": r["instruction"] if k == 0 else rows[(i + 1) % 6]["instruction"],
+             "output": r["response"], "meta": {"segment_id": f"s{i}"}} for i, r in enumerate(rows) for k in (0, 1)]  # fmt: skip
+    src = write_jsonl(tmp_path / "recs.jsonl", recs)
+    cfg = dict(input=str(src), gopher={"enabled": False}, instruction={"not_instruction": False, "min_words": 1},
+               dedup={"exact": False, "near_instruction": False, "near_output": False})  # fmt: skip
+    from revgen import config as cfgmod
+
+    def run(out, **score):
+        c = cfgmod.build(CurateConfig, {**cfg, "output_dir": str(tmp_path / out),
+                                        "score": {"scorers": ["ifd"], "forward": base_model, **score}})  # fmt: skip
+        return curate(c)
+
+    stats = run("a", select={"score": "ifd"}, best_of_candidates=True)  # Best-of-2 by IFD: one per segment
+    assert stats["counts"]["kept"] == 6 and stats["counts"]["dropped/select/ifd"] == 6
+    rejected = [json.loads(x) for x in (tmp_path / "a" / "rejected.jsonl").read_text().splitlines()]
+    assert all(r["reason"] == "select/ifd" and "ifd" in r["scores"] for r in rejected)
+    kept_true = sum(r["record"]["id"].endswith(":1") for r in rejected)
+    assert kept_true >= 5  # the mismatched candidate loses in (nearly) every segment
+    assert stats["scores"]["distribution"]["ifd"]["n"] == 12
+    again = run("b", select={"score": "ifd"}, best_of_candidates=True)
+    assert (tmp_path / "a" / "dataset.jsonl").read_bytes() == (tmp_path / "b" / "dataset.jsonl").read_bytes()
+    assert again["scores"]["distribution"] == stats["scores"]["distribution"]
+    top = run("c", select={"score": "ifd", "top_k": 3})
+    assert top["counts"]["kept"] == 3
