@@ -164,3 +164,37 @@ def adapter_base_model(adapter: str | Path, override: str | None = None) -> str:
     if not base or not Path(base).exists():
         base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
     return resolve_model(base)
+
+
+def merge_adapter(adapter_dir: str | Path, base: str | None = None, out: str | Path | None = None) -> Path:
+    """Merge a LoRA adapter into a bf16 copy of its base (never into the 4-bit base: peft #2321)."""
+    import torch
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter_dir = Path(adapter_dir)
+    out = Path(out or adapter_dir / "merged")
+    base = base or resolve_model(PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    model.save_pretrained(out)
+    has_tokenizer = (adapter_dir / "tokenizer_config.json").exists()  # revgen adapters carry theirs
+    AutoTokenizer.from_pretrained(str(adapter_dir) if has_tokenizer else base).save_pretrained(out)
+    if (adapter_dir / "template.txt").exists():
+        (out / "template.txt").write_bytes((adapter_dir / "template.txt").read_bytes())
+    log.info("merged bf16 model written to %s", out)
+    return out
+
+
+def merged_dir(adapter: Path, base: str) -> Path:
+    """A merged bf16 copy of base + adapter, cached by adapter hash (made once, under a lock)."""
+    from revgen import runinfo
+
+    target = cache_dir() / "merged" / runinfo.dir_hash(adapter)
+    with file_lock(target.with_suffix(".lock")):
+        if not (target / "config.json").exists():
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            merge_adapter(adapter, base, tmp)
+            tmp.rename(target)
+    return target

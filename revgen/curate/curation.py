@@ -99,6 +99,11 @@ class ScoreSettings:
     batch_size: int = 8
     select: dict | None = None  # {score, threshold | top_k | top_fraction}; none: score only
     best_of_candidates: bool = False  # per segment, keep only the best-scoring of its --num-candidates
+    rubric_backend: str = "transformers"  # the rubric judge: transformers | vllm | openai (a server's chat endpoint)
+    served_model: str | None = None  # rubric_backend openai: the model name the server serves (the judge)
+    base_url: str | None = None  # rubric_backend openai: e.g. http://127.0.0.1:8000/v1
+    api_key_env: str | None = None  # rubric_backend openai: the variable holding the key (default OPENAI_API_KEY)
+    concurrency: int = 16  # rubric_backend openai: requests in flight
 
 
 @dataclass
@@ -285,17 +290,35 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     backward = sc.backward or (_source_run(cfg.input) or {}).get("adapter")
     if "cycle" in sc.scorers and not backward:
         raise UserError("the cycle score needs the backward model: set score.backward (an adapter dir)")
+    server = {"served_model": sc.served_model, "base_url": sc.base_url, "api_key_env": sc.api_key_env,
+              "concurrency": sc.concurrency}  # fmt: skip
     chain = scorers.build(sc.scorers, judge=sc.judge, forward=sc.forward, backward=backward or "", dtype=sc.dtype,
-                          batch_size=sc.batch_size)  # fmt: skip
-    for s in chain:
-        values = s.score(records)
-        for record, v in zip(records, values):
-            record.setdefault("meta", {}).setdefault("scores", {}).update(v)
+                          batch_size=sc.batch_size, rubric_backend=sc.rubric_backend, server=server)  # fmt: skip
+    parse_rate = None
+    try:
+        for s in chain:
+            values = s.score(records)
+            for record, v in zip(records, values):
+                record.setdefault("meta", {}).setdefault("scores", {}).update(v)
+            if s.name == "rubric":
+                parse_rate = s.parse_rate
+    finally:
+        for s in chain:
+            getattr(s, "close", lambda: None)()
     names = sorted({k for r in records for k in r.get("meta", {}).get("scores", {})})
-    stats: dict = {"scorers": sc.scorers, "models": {"judge": sc.judge, "forward": sc.forward, "backward": backward},
-                   "distribution": {}}  # fmt: skip
+    judge = sc.judge
+    if sc.rubric_backend == "openai":
+        from revgen.generate.openai_server import public_url
+
+        judge = f"{sc.served_model} at {public_url(sc.base_url or '')}"
+    stats: dict = {"scorers": sc.scorers, "models": {"judge": judge, "forward": sc.forward, "backward": backward},
+                   "rubric_backend": sc.rubric_backend, "distribution": {}}  # fmt: skip
+    if "rubric" in sc.scorers:
+        stats["rubric_parse_rate"] = parse_rate
     for name in names:
-        vals = sorted(r["meta"]["scores"][name] for r in records)
+        vals = sorted(r["meta"]["scores"][name] for r in records if r["meta"]["scores"].get(name) is not None)
+        if not vals:
+            continue
         q = statistics.quantiles(vals, n=10) if len(vals) > 1 else vals * 9
         stats["distribution"][name] = {"n": len(vals), "mean": round(statistics.fmean(vals), 4), "min": vals[0],
                                        "p10": round(q[0], 4), "p50": round(q[4], 4), "p90": round(q[8], 4),
@@ -309,7 +332,7 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
         best: dict = {}
         for i, r in enumerate(records):
             seg = r.get("meta", {}).get("segment_id", r.get("id"))
-            if seg not in best or sign * values[i] > sign * values[best[seg]]:
+            if values[i] is not None and (seg not in best or sign * values[i] > sign * values[best[seg]]):
                 best[seg] = i
         winners = set(best.values())
         flags = [f and i in winners for i, f in enumerate(flags)]

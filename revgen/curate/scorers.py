@@ -21,6 +21,7 @@ from pathlib import Path
 from revgen.errors import UserError
 
 SCORERS = ("rubric", "ifd", "cycle")
+RUBRIC_BACKENDS = ("transformers", "vllm", "openai")
 HIGHER_IS_BETTER = {"rubric": True, "ifd": False, "cycle": True}
 
 
@@ -52,6 +53,15 @@ def score_token_ids(tokenizer) -> tuple[str, list[int]]:
     raise UserError("the judge's tokenizer has no single tokens for the scores 1-5 after 'Score:'")
 
 
+def rubric_text(record: dict) -> str:
+    """Humpback's rubric for one record, asking for the score alone ("Score: <rating>")."""
+    from revgen.curate.judge import RUBRIC
+
+    text = RUBRIC.replace("{instruction}", record["instruction"]).replace("{output}", record["output"])
+    return text.replace('Please first provide a brief reasoning you used to derive the rating score, and then write '
+                        '"Score: <rating>" in the last line.', 'Answer with "Score: <rating>".')  # fmt: skip
+
+
 class Rubric:
     """Log-probability rubric scores (see the module doc)."""
 
@@ -62,11 +72,7 @@ class Rubric:
         self.suffix, self.ids = score_token_ids(tokenizer)
 
     def prompt(self, record: dict) -> str:
-        from revgen.curate.judge import RUBRIC
-
-        text = RUBRIC.replace("{instruction}", record["instruction"]).replace("{output}", record["output"])
-        text = text.replace('Please first provide a brief reasoning you used to derive the rating score, and then write '
-                            '"Score: <rating>" in the last line.', 'Answer with "Score: <rating>".')  # fmt: skip
+        text = rubric_text(record)
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
             text = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
@@ -96,11 +102,20 @@ class Rubric:
         return out
 
     def score(self, records: list[dict]) -> list[dict]:
+        """Expected score and argmax per record (None for a judge reply with no score digit)."""
         res = []
         for p in self.probabilities(records):
+            if p is None:
+                res.append({"rubric": None, "rubric_argmax": None})
+                continue
             res.append({"rubric": round(sum((i + 1) * x for i, x in enumerate(p)), 4),
                         "rubric_argmax": max(range(5), key=lambda i: p[i]) + 1})  # fmt: skip
         return res
+
+    parse_rate = 1.0  # log-probabilities of the score tokens: every record is scored
+
+    def close(self) -> None:
+        pass
 
 
 class IFD:
@@ -160,23 +175,29 @@ class Selection:
         if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
             raise UserError(f"select.top_fraction must be in (0, 1], got {self.top_fraction}")
 
-    def keep(self, scores: list[float]) -> list[bool]:
-        """One flag per record, in order; ties at the cut are kept in input order."""
+    def keep(self, scores: list[float | None]) -> list[bool]:
+        """One flag per record, in order; ties at the cut are kept in input order; an unscored
+        record (None: a server judge that wrote no score) is never kept by a selection."""
         higher = HIGHER_IS_BETTER[self.score.removesuffix("_argmax")]
-        keep = [True] * len(scores)
+        keep = [s is not None for s in scores]
         if self.threshold is not None:
             keep = [k and (s >= self.threshold if higher else s <= self.threshold) for k, s in zip(keep, scores)]
         n = len(scores)
         limits = [x for x in (self.top_k, math.ceil(self.top_fraction * n) if self.top_fraction else None) if x]
         if limits:
-            order = sorted(range(n), key=lambda i: -scores[i] if higher else scores[i])  # stable: input order on ties
+            rank = lambda i: math.inf if scores[i] is None else (-scores[i] if higher else scores[i])  # noqa: E731
+            order = sorted(range(n), key=rank)  # stable: input order on ties
             best = set(order[: min(limits)])
             keep = [k and i in best for i, k in enumerate(keep)]
         return keep
 
 
-def build(names: list[str], *, judge: str, forward: str, backward: str, dtype: str = "auto", batch_size: int = 8):
-    """The scorers named, each with its model loaded once (one model may serve several)."""
+def build(names: list[str], *, judge: str, forward: str, backward: str, dtype: str = "auto", batch_size: int = 8,
+          rubric_backend: str = "transformers", server: dict | None = None):  # fmt: skip
+    """The scorers named, each with its model loaded once (one model may serve several). The rubric
+    judge can also run on an in-process vLLM engine or a server (revgen/curate/rubric_backends.py)."""
+    if rubric_backend not in RUBRIC_BACKENDS:
+        raise UserError(f"score.rubric_backend must be one of {RUBRIC_BACKENDS}, got {rubric_backend!r}")
     unknown = sorted(set(names) - set(SCORERS))
     if unknown:
         raise UserError(f"unknown scorer(s) {unknown}; expected some of {list(SCORERS)}")
@@ -189,7 +210,15 @@ def build(names: list[str], *, judge: str, forward: str, backward: str, dtype: s
 
     out = []
     for name in names:
-        if name == "rubric":
+        if name == "rubric" and rubric_backend == "vllm":
+            from revgen.curate.rubric_backends import VLLMRubric
+
+            out.append(VLLMRubric(judge, dtype=dtype))
+        elif name == "rubric" and rubric_backend == "openai":
+            from revgen.curate.rubric_backends import ServerRubric
+
+            out.append(ServerRubric(**(server or {})))
+        elif name == "rubric":
             model, tok, _ = get(judge)
             out.append(Rubric(model, tok, batch_size))
         elif name == "ifd":

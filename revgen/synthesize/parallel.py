@@ -46,7 +46,7 @@ def run_data_parallel(ctx, out: Path) -> dict:
     for stale in [*work_dir.glob("rank-*.json"), *work_dir.glob("rank-*.error")]:
         stale.unlink()
     if ctx.merge and ctx.backend == "vllm":  # merge once here, not N times in parallel
-        from revgen.synthesize.shardwork import merged_dir
+        from revgen.models import merged_dir
 
         merged_dir(ctx.adapter, ctx.base)
     procs = {r: _start(spec, out, r, n, devices) for r in range(n)}

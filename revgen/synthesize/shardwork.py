@@ -8,14 +8,14 @@ imported: the core imports this module, not the reverse).
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import xxhash
 
-from revgen import runinfo, shards, tasktypes
+from revgen import shards, tasktypes
 from revgen.generate import get_generator
+from revgen.models import merged_dir
 from revgen.prompts import encode_prompt
 
 
@@ -43,21 +43,6 @@ def units(doc, segments: list[str], seen: dict, counts: dict):
             continue
         seen[unit] = (digest, doc.source)
         yield unit, doc, i, text
-
-
-def merged_dir(adapter: Path, base: str) -> Path:
-    """A merged bf16 copy of base + adapter, cached by adapter hash (made once, under a lock)."""
-    from revgen.models import cache_dir, file_lock
-    from revgen.train.trainer import merge_adapter
-
-    target = cache_dir() / "merged" / runinfo.dir_hash(adapter)
-    with file_lock(target.with_suffix(".lock")):
-        if not (target / "config.json").exists():
-            tmp = target.with_name(target.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            merge_adapter(adapter, base, tmp)
-            tmp.rename(target)
-    return target
 
 
 def _unit(row: dict) -> str:

@@ -22,9 +22,9 @@ from revgen import config as cfgmod
 from revgen import runinfo, tasktypes
 from revgen.dolly import BUNDLED, data_hash, load_pairs
 from revgen.errors import UserError
-from revgen.models import DEFAULT_MODEL, load_tokenizer, resolve_model
+from revgen.models import DEFAULT_MODEL, load_tokenizer, merge_adapter, resolve_model  # noqa: F401 (merge_adapter: public here too)
 from revgen.train.pairs import build_pairs
-from revgen.prompts import TEMPLATE_FILE, get_template
+from revgen.prompts import get_template
 from revgen.train.throughput import ThroughputCallback
 
 log = logging.getLogger(__name__)
@@ -370,23 +370,3 @@ def _data_hash(data) -> str:
 def _mean_len(dataset) -> int:
     lengths = [len(x) for x in dataset["input_ids"]]
     return round(sum(lengths) / max(len(lengths), 1))
-
-
-def merge_adapter(adapter_dir: str | Path, base: str | None = None, out: str | Path | None = None) -> Path:
-    """Merge a LoRA adapter into a bf16 copy of its base (never into the 4-bit base: peft #2321)."""
-    import torch
-    from peft import PeftConfig, PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    adapter_dir = Path(adapter_dir)
-    out = Path(out or adapter_dir / "merged")
-    base = base or resolve_model(PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
-    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    model.save_pretrained(out)
-    has_tokenizer = (adapter_dir / "tokenizer_config.json").exists()  # revgen adapters carry theirs
-    AutoTokenizer.from_pretrained(str(adapter_dir) if has_tokenizer else base).save_pretrained(out)
-    if (adapter_dir / TEMPLATE_FILE).exists():
-        (out / TEMPLATE_FILE).write_bytes((adapter_dir / TEMPLATE_FILE).read_bytes())
-    log.info("merged bf16 model written to %s", out)
-    return out

@@ -122,3 +122,57 @@ def test_curate_scores_select_and_keeps_scores_in_rejected(tmp_path, dolly_rows,
     assert again["scores"]["distribution"] == stats["scores"]["distribution"]
     top = run("c", select={"score": "ifd", "top_k": 3})
     assert top["counts"]["kept"] == 3
+
+
+def _tok(token, logprob, top=()):
+    from types import SimpleNamespace as NS
+
+    return NS(token=token, logprob=logprob, top_logprobs=[NS(token=t, logprob=lp) for t, lp in top])
+
+
+def test_server_digit_probabilities_are_read_where_the_score_is():
+    import math
+
+    from revgen.curate.rubric_backends import digit_probabilities
+
+    lp = {"1": -5.0, "2": -4.0, " 3": -3.0, "4": -0.5, "5": -1.0}
+    content = [_tok("Score", -0.1, [("Score", -0.1)]), _tok(":", -0.2), _tok(" 4", -0.5, list(lp.items()) + [("x", -0.01)])]
+    p = digit_probabilities(content)
+    z = sum(math.exp(v) for v in lp.values())
+    assert p == pytest.approx([math.exp(lp[k]) / z for k in ("1", "2", " 3", "4", "5")])
+    assert digit_probabilities([_tok(" ", -0.1, [(" ", -0.1)])] + content[2:]) == pytest.approx(p)
+    assert digit_probabilities([_tok("45", -0.1), _tok("no", -0.1)]) is None  # "45" is no score digit
+    missing = digit_probabilities([_tok("5", -0.1, [("4", -2.0)])])  # the chosen token counts too
+    assert missing[:3] == [0.0, 0.0, 0.0] and sum(missing) == pytest.approx(1.0)
+
+
+def test_unscored_records_are_never_selected():
+    sel = scorers.Selection(score="rubric", top_k=2)
+    assert sel.keep([None, 3.0, 4.5, None, 2.0]) == [False, True, True, False, False]
+    assert scorers.Selection(score="rubric", threshold=1.0).keep([None, 1.5]) == [False, True]
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_rubric_equals_the_transformers_rubric(smol, base_model):
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("vllm") is None and not os.environ.get("REVGEN_REQUIRE_VLLM"):
+        pytest.skip("vllm is not installed (CI sets REVGEN_REQUIRE_VLLM=1)")
+    from revgen.curate.rubric_backends import VLLMRubric
+
+    recs = [{"instruction": "What is the capital of France?", "output": "The capital of France is Paris."},
+            {"instruction": "Name three birds.", "output": "Bananas are yellow."}]  # fmt: skip
+    model, tok, _ = smol
+    local = scorers.Rubric(model, tok).probabilities(recs)
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    judge = VLLMRubric(base_model, dtype="float32")
+    try:
+        remote = judge.probabilities(recs)
+        scored = judge.score(recs)
+    finally:
+        judge.close()
+    for a, b in zip(local, remote):
+        assert b == pytest.approx(a, abs=0.01) and sum(b) == pytest.approx(1.0)
+    assert judge.parse_rate == 1.0 and all(1 <= s["rubric"] <= 5 for s in scored)

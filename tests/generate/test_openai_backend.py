@@ -1,22 +1,16 @@
 """The OpenAI-compatible backend against a real `vllm serve` (CPU build) on 127.0.0.1, directly and
 through a local fault proxy (429 with Retry-After, 500, a dropped connection, a slow reply)."""
 
-import http.server
 import importlib.util
 import json
 import os
-import socket
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
 
 import pytest
 
 from revgen import shards
 from revgen.synthesize.run import SynthConfig, synthesize
 from tests.helpers import write_jsonl
+from tests.servers import FaultProxy, VLLMServer, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -24,103 +18,17 @@ if importlib.util.find_spec("vllm") is None and not os.environ.get("REVGEN_REQUI
     pytest.skip("vllm is not installed (CI sets REVGEN_REQUIRE_VLLM=1)", allow_module_level=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(trained_adapter, tmp_path_factory):
     """`vllm serve` on the merged demo adapter, loopback only; stopped at the end, whatever happens."""
-    from revgen.models import adapter_base_model
-    from revgen.synthesize.shardwork import merged_dir
+    from revgen.models import adapter_base_model, merged_dir
 
     merged = merged_dir(trained_adapter[0], adapter_base_model(trained_adapter[0]))
-    tmp = tmp_path_factory.mktemp("vllm-serve")
-    port = free_port()
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CACHE_ROOT": str(tmp / "cache"), "TMPDIR": str(tmp)}
-    log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(merged), "--host", "127.0.0.1",
-                             "--port", str(port), "--served-model-name", "revgen-demo", "--enforce-eager",
-                             "--max-model-len", "1024", "--dtype", "float32", "--no-enable-chunked-prefill",
-                             "--max-num-batched-tokens", "2048"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 420
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("vllm serve exited: " + (tmp / "serve.log").read_text()[-3000:])
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(2)
-    else:
-        proc.kill()
-        pytest.fail("vllm serve did not come up in 420 s")
-    yield url
-    os.killpg(proc.pid, 9)
-    proc.wait(timeout=30)
-
-
-class FaultProxy:
-    """Forwards to the server; the first requests get a 429 (Retry-After: 1), a 500, a dropped
-    connection and a 2-second delay, in that order; later ones pass straight through."""
-
-    def __init__(self, target: str):
-        self.target, self.faults, self.seen = target.rstrip("/"), ["429", "500", "drop", "slow"], []
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                self._forward(None)
-
-            def do_POST(self):
-                self._forward(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-
-            def _forward(self, body):
-                fault = proxy.faults.pop(0) if proxy.faults and self.command == "POST" else None
-                proxy.seen.append(fault or "ok")
-                if fault == "429":
-                    self.send_response(429)
-                    self.send_header("Retry-After", "1")
-                    self.send_header("Content-Type", "application/json")
-                    self.end_headers()
-                    self.wfile.write(b'{"error": {"message": "slow down"}}')
-                    return
-                if fault == "500":
-                    self.send_response(500)
-                    self.send_header("Content-Type", "application/json")
-                    self.end_headers()
-                    self.wfile.write(b'{"error": {"message": "boom"}}')
-                    return
-                if fault == "drop":
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    self.connection.close()
-                    return
-                if fault == "slow":
-                    time.sleep(2)
-                req = urllib.request.Request(proxy.target + self.path.removeprefix("/v1"), data=body,
-                                             method=self.command, headers={"Content-Type": "application/json"})  # fmt: skip
-                with urllib.request.urlopen(req, timeout=120) as r:
-                    data = r.read()
-                    self.send_response(r.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
+    try:
+        with VLLMServer(str(merged), "revgen-demo", tmp_path_factory.mktemp("vllm-serve")) as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def run(adapter, corpus, out, base_url, **kw):
@@ -168,3 +76,38 @@ def test_an_unreachable_server_fails_clearly_and_keeps_nothing_half_written(trai
     with pytest.raises(UserError, match=r"server http://127.0.0.1:\d+/v1 unreachable after retries"):
         run(trained_adapter[0], corpus, tmp_path / "o", f"http://127.0.0.1:{free_port()}/v1", engine={"max_retries": 1})
     assert not list(shards.iter_records(tmp_path / "o"))
+
+
+def test_rubric_judge_through_the_server_matches_the_local_judge_and_survives_faults(server, trained_adapter,
+                                                                                    dolly_rows, tmp_path):  # fmt: skip
+    from revgen.curate import scorers
+    from revgen.curate.curation import CurateConfig, ScoreSettings, curate
+    from revgen.curate.rubric_backends import ServerRubric
+    from revgen.models import adapter_base_model, merged_dir
+
+    recs = [{"id": f"r{i}", "instruction": r["instruction"], "input": "", "output": r["response"]}
+            for i, r in enumerate(dolly_rows[:6])]  # fmt: skip
+    judge = ServerRubric("revgen-demo", server, concurrency=3)
+    remote = judge.probabilities(recs)
+    assert judge.prefill is True and judge.parse_rate == 1.0  # vLLM continues the prefilled "Score:"
+    model, tok, _ = scorers.load_model(str(merged_dir(trained_adapter[0], adapter_base_model(trained_adapter[0]))),
+                                       "float32")  # fmt: skip
+    local = scorers.Rubric(model, tok).probabilities(recs)
+    for a, b in zip(local, remote):  # the same prompt tokens; the server's copy is bf16
+        assert sum(b) == pytest.approx(1.0)
+        assert sum((i + 1) * x for i, x in enumerate(b)) == pytest.approx(sum((i + 1) * x for i, x in enumerate(a)), abs=0.15)
+    proxy = FaultProxy(server)
+    try:
+        src = write_jsonl(tmp_path / "recs.jsonl", recs)
+        score = ScoreSettings(scorers=["rubric"], rubric_backend="openai", served_model="revgen-demo",
+                              base_url=proxy.url, concurrency=2, select={"score": "rubric", "top_k": 4})  # fmt: skip
+        curate(CurateConfig(input=str(src), output_dir=str(tmp_path / "cur"), score=score, report=False))
+    finally:
+        proxy.close()
+    assert proxy.seen[:4] == ["429", "500", "drop", "slow"]
+    stats = json.loads((tmp_path / "cur" / "stats.json").read_text())
+    assert stats["scores"]["rubric_parse_rate"] == 1.0 and stats["scores"]["rubric_backend"] == "openai"
+    assert stats["scores"]["models"]["judge"].startswith("revgen-demo at http://127.0.0.1:")
+    kept = (tmp_path / "cur" / "dataset.jsonl").read_text().splitlines()
+    rejected = [json.loads(x) for x in (tmp_path / "cur" / "rejected.jsonl").read_text().splitlines()]
+    assert len(kept) <= 4 and all("rubric" in r["meta"]["scores"] for r in rejected if "scores" in r.get("meta", {}))

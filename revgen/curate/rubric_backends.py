@@ -1,0 +1,170 @@
+"""Rubric judges that are not a local transformers model: an in-process vLLM engine, or a server.
+
+- ``vllm``: the same prompt tokens as the transformers rubric, each of "1".."5" appended, scored with
+  vLLM's prompt log-probabilities: log p(digit | prompt) exactly, so the probabilities equal the
+  transformers judge's up to kernel numerics (a test checks it). Every record is scored.
+- ``openai``: an OpenAI-compatible server's chat endpoint (``vllm serve``, TGI, llama.cpp, SGLang,
+  a hosted API) with the rubric as the user message and ``logprobs`` + ``top_logprobs``. Where the
+  server can continue a prefilled assistant message (vLLM's and SGLang's ``continue_final_message``)
+  the reply starts as "Score:", the transformers judge's prompt, and the model writes the digit
+  next (after a space token with tokenizers that split digits off); other servers (a 400 to that
+  request) get the plain chat request. Either way, greedy, the five probabilities are read from
+  the top log-probs at the first generated score digit; a reply with no digit is unparsed (score
+  None, counted in the parse rate) and a digit outside the top 20 counts as probability 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+
+from revgen.curate.scorers import Rubric, rubric_text
+from revgen.errors import UserError
+
+DIGITS = "12345"
+log = logging.getLogger(__name__)
+
+
+class VLLMRubric(Rubric):
+    def __init__(self, ref: str, batch_size: int = 64, dtype: str = "auto", engine: dict | None = None):
+        from revgen.generate import get_generator
+        from revgen.models import load_tokenizer, resolve_model
+
+        model = _merged_or_plain(ref)
+        self.gen = get_generator("vllm", model, None, dtype=dtype, max_model_len=4096, options=engine or {}).load()
+        super().__init__(None, load_tokenizer(resolve_model(model)), batch_size)
+
+    def probabilities(self, records: list[dict]) -> list[list[float]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompts = [self.tokenizer(self.prompt(r))["input_ids"] for r in records]
+        batch = [TokensPrompt(prompt_token_ids=p + [d]) for p in prompts for d in self.ids]
+        outs = self.gen.llm.generate(batch, SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0),
+                                     use_tqdm=False)  # fmt: skip
+        out = []
+        for i in range(len(records)):
+            logps = []
+            for j, d in enumerate(self.ids):
+                last = outs[i * 5 + j].prompt_logprobs[-1]  # {token id: Logprob} at the appended digit
+                logps.append(last[d].logprob)
+            top = max(logps)
+            exp = [math.exp(x - top) for x in logps]
+            out.append([x / sum(exp) for x in exp])
+        return out
+
+    def close(self) -> None:
+        self.gen.close()
+
+
+class ServerRubric(Rubric):
+    def __init__(self, served_model: str, base_url: str | None, api_key_env: str | None = None,
+                 concurrency: int = 16, timeout: float = 120, max_retries: int = 6):  # fmt: skip
+        from openai import AsyncOpenAI
+
+        from revgen.generate.openai_server import public_url
+
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        if not self.base_url:
+            raise UserError("a rubric judge on a server needs score.base_url (e.g. http://127.0.0.1:8000/v1)")
+        if not served_model:
+            raise UserError("a rubric judge on a server needs score.served_model (the model name the server serves)")
+        key_env = api_key_env or "OPENAI_API_KEY"
+        key = os.environ.get(key_env) or (None if api_key_env else "EMPTY")
+        if key is None:
+            raise UserError(f"rubric judge: the environment variable {key_env} (score.api_key_env) is not set")
+        self.served, self.concurrency, self.public = served_model, concurrency, public_url(self.base_url)
+        self._args = {"base_url": self.base_url, "api_key": key, "timeout": timeout, "max_retries": max_retries}
+        AsyncOpenAI(**self._args)  # bad arguments fail here
+        self.tokenizer, self.batch_size, self.parsed, self.seen = None, concurrency, 0, 0
+        self.prefill: bool | None = None  # None: not yet known whether the server continues a prefilled reply
+
+    def probabilities(self, records: list[dict]) -> list[list[float] | None]:
+        res = asyncio.run(self._all(records))
+        self.seen += len(res)
+        self.parsed += sum(r is not None for r in res)
+        return res
+
+    async def _all(self, records):
+        from openai import AsyncOpenAI
+
+        gate = asyncio.Semaphore(self.concurrency)
+        async with AsyncOpenAI(**self._args) as client:
+
+            async def one(r):
+                async with gate:
+                    return await self._one(client, r)
+
+            return await asyncio.gather(*(one(r) for r in records))
+
+    async def _one(self, client, record):
+        import openai
+
+        user = {"role": "user", "content": rubric_text(record)}
+        try:
+            if self.prefill is not False:
+                try:
+                    res = await client.chat.completions.create(
+                        model=self.served, messages=[user, {"role": "assistant", "content": "Score:"}], max_tokens=4,
+                        temperature=0.0, logprobs=True, top_logprobs=20, seed=0,
+                        extra_body={"continue_final_message": True, "add_generation_prompt": False})  # fmt: skip
+                    self.prefill = True
+                    return digit_probabilities(_content(res))
+                except openai.BadRequestError:
+                    if self.prefill:
+                        raise
+                    self.prefill = False
+                    log.warning("rubric judge %s cannot continue a prefilled reply: asking for the score in plain chat",
+                                self.public)  # fmt: skip
+            res = await client.chat.completions.create(
+                model=self.served, messages=[user], max_tokens=16, temperature=0.0, logprobs=True, top_logprobs=20,
+                seed=0)  # fmt: skip
+        except openai.APIStatusError as exc:
+            raise UserError(f"rubric judge {self.public} answered {exc.status_code} after retries: "
+                            f"{str(exc.message)[:300]}") from None  # fmt: skip
+        except openai.APIConnectionError as exc:
+            raise UserError(f"rubric judge {self.public} unreachable after retries: {exc}") from None
+        return digit_probabilities(_content(res))
+
+    @property
+    def parse_rate(self) -> float | None:
+        return round(self.parsed / self.seen, 4) if self.seen else None
+
+
+def logps_init() -> dict:
+    return {d: -math.inf for d in DIGITS}
+
+
+def _content(res) -> list:
+    lp = res.choices[0].logprobs
+    return (lp.content or []) if lp else []
+
+
+def digit_probabilities(content) -> list[float] | None:
+    """P("1".."5") renormalised over the five at the first generated token that is a score digit;
+    None when there is none. ``content``: the chat API's per-token logprob entries."""
+    for tok in content:
+        if tok.token.strip() in logps_init():
+            logps = logps_init()
+            for alt in tok.top_logprobs or []:
+                d = alt.token.strip()
+                if d in logps and alt.logprob > logps[d]:
+                    logps[d] = alt.logprob
+            logps[tok.token.strip()] = max(logps[tok.token.strip()], tok.logprob)
+            top = max(logps.values())
+            exp = [math.exp(logps[d] - top) for d in DIGITS]
+            return [x / sum(exp) for x in exp]
+    return None
+
+
+def _merged_or_plain(ref: str) -> str:
+    """vLLM serves plain model folders: an adapter dir is merged once into revgen's cache."""
+    from pathlib import Path
+
+    from revgen.models import adapter_base_model, merged_dir, resolve_model
+
+    if (Path(ref) / "adapter_config.json").is_file():
+        return str(merged_dir(Path(ref), adapter_base_model(Path(ref))))
+    return resolve_model(ref)
