@@ -122,8 +122,10 @@ def variant(name, model_dir, adapter, merged, prompts, args):
     from revgen.generate import Sampling, get_generator
 
     static = {"generate_kwargs": {"cache_implementation": "static"}}
+    eager = {"generate_kwargs": {"cache_implementation": "static", "disable_compile": True}}  # no graph compile
     opts = {"revgen": {}, "revgen-static": static, "revgen-sdpa": {"attn_implementation": "sdpa"},
-            "revgen-static-sdpa": {**static, "attn_implementation": "sdpa"}}[name.removesuffix("-oneshot")]  # fmt: skip
+            "revgen-static-sdpa": {**static, "attn_implementation": "sdpa"}, "revgen-static-eager": eager,
+            "revgen-static-eager-sdpa": {**eager, "attn_implementation": "sdpa"}}[name.removesuffix("-oneshot")]  # fmt: skip
     if args.max_memory_gib:
         opts = {**opts, "max_memory_gib": args.max_memory_gib}
     gen = get_generator("transformers", str(merged), None, dtype="bfloat16", batch_size=args.batch, options=opts).load()

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from revgen.curate.rubric import Rubric, rubric_text, score_token_ids  # noqa: F401 (public here too)
 from revgen.errors import UserError
 
 SCORERS = ("rubric", "ifd", "cycle")
@@ -36,86 +37,6 @@ def load_model(ref: str, dtype: str = "auto"):
         return model, tok, path
     model, tok = load_causal_lm(resolve_model(ref), None, dtype)
     return model, tok, None
-
-
-def score_token_ids(tokenizer) -> tuple[str, list[int]]:
-    """A prompt suffix and the five token ids that can follow it for "1".."5" (one token each)."""
-    for suffix, pad in (("Score:", " "), ("Score: ", "")):
-        base = tokenizer(suffix, add_special_tokens=False)["input_ids"]
-        ids = []
-        for d in "12345":
-            full = tokenizer(suffix + pad + d, add_special_tokens=False)["input_ids"]
-            if full[: len(base)] != base or len(full) != len(base) + 1:
-                break
-            ids.append(full[-1])
-        if len(ids) == 5 and len(set(ids)) == 5:
-            return suffix, ids
-    raise UserError("the judge's tokenizer has no single tokens for the scores 1-5 after 'Score:'")
-
-
-def rubric_text(record: dict) -> str:
-    """Humpback's rubric for one record, asking for the score alone ("Score: <rating>")."""
-    from revgen.curate.judge import RUBRIC
-
-    text = RUBRIC.replace("{instruction}", record["instruction"]).replace("{output}", record["output"])
-    return text.replace('Please first provide a brief reasoning you used to derive the rating score, and then write '
-                        '"Score: <rating>" in the last line.', 'Answer with "Score: <rating>".')  # fmt: skip
-
-
-class Rubric:
-    """Log-probability rubric scores (see the module doc)."""
-
-    name = "rubric"
-
-    def __init__(self, model, tokenizer, batch_size: int = 8):
-        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
-        self.suffix, self.ids = score_token_ids(tokenizer)
-
-    def prompt(self, record: dict) -> str:
-        text = rubric_text(record)
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
-        else:
-            text += "\n\n"
-        return text + self.suffix
-
-    def probabilities(self, records: list[dict]) -> list[list[float]]:
-        """P("1".."5" | prompt), renormalised over the five, for each record."""
-        import torch
-
-        out = []
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        prompts = [self.tokenizer(self.prompt(r))["input_ids"] for r in records]
-        for start in range(0, len(prompts), self.batch_size):
-            batch = prompts[start : start + self.batch_size]
-            width = max(map(len, batch))
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, p in enumerate(batch):  # left padding: the last position is every prompt's end
-                ids[row, width - len(p) :] = torch.tensor(p)
-                mask[row, width - len(p) :] = 1
-            with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device)).logits
-            probs = torch.softmax(logits[:, -1, self.ids].float(), dim=-1)
-            out.extend(probs.tolist())
-        return out
-
-    def score(self, records: list[dict]) -> list[dict]:
-        """Expected score and argmax per record (None for a judge reply with no score digit)."""
-        res = []
-        for p in self.probabilities(records):
-            if p is None:
-                res.append({"rubric": None, "rubric_argmax": None})
-                continue
-            res.append({"rubric": round(sum((i + 1) * x for i, x in enumerate(p)), 4),
-                        "rubric_argmax": max(range(5), key=lambda i: p[i]) + 1})  # fmt: skip
-        return res
-
-    parse_rate = 1.0  # log-probabilities of the score tokens: every record is scored
-
-    def close(self) -> None:
-        pass
 
 
 class IFD:
@@ -195,7 +116,7 @@ class Selection:
 def build(names: list[str], *, judge: str, forward: str, backward: str, dtype: str = "auto", batch_size: int = 8,
           rubric_backend: str = "transformers", server: dict | None = None):  # fmt: skip
     """The scorers named, each with its model loaded once (one model may serve several). The rubric
-    judge can also run on an in-process vLLM engine or a server (revgen/curate/rubric_backends.py)."""
+    judge can also run on an in-process vLLM engine or a server (revgen/curate/rubric.py)."""
     if rubric_backend not in RUBRIC_BACKENDS:
         raise UserError(f"score.rubric_backend must be one of {RUBRIC_BACKENDS}, got {rubric_backend!r}")
     unknown = sorted(set(names) - set(SCORERS))
@@ -211,11 +132,11 @@ def build(names: list[str], *, judge: str, forward: str, backward: str, dtype: s
     out = []
     for name in names:
         if name == "rubric" and rubric_backend == "vllm":
-            from revgen.curate.rubric_backends import VLLMRubric
+            from revgen.curate.rubric import VLLMRubric
 
             out.append(VLLMRubric(judge, dtype=dtype))
         elif name == "rubric" and rubric_backend == "openai":
-            from revgen.curate.rubric_backends import ServerRubric
+            from revgen.curate.rubric import ServerRubric
 
             out.append(ServerRubric(**(server or {})))
         elif name == "rubric":

@@ -133,7 +133,7 @@ def _tok(token, logprob, top=()):
 def test_server_digit_probabilities_are_read_where_the_score_is():
     import math
 
-    from revgen.curate.rubric_backends import digit_probabilities
+    from revgen.curate.rubric import digit_probabilities
 
     lp = {"1": -5.0, "2": -4.0, " 3": -3.0, "4": -0.5, "5": -1.0}
     content = [_tok("Score", -0.1, [("Score", -0.1)]), _tok(":", -0.2), _tok(" 4", -0.5, list(lp.items()) + [("x", -0.01)])]
@@ -160,7 +160,7 @@ def test_vllm_rubric_equals_the_transformers_rubric(smol, base_model):
 
     if importlib.util.find_spec("vllm") is None and not os.environ.get("REVGEN_REQUIRE_VLLM"):
         pytest.skip("vllm is not installed (CI sets REVGEN_REQUIRE_VLLM=1)")
-    from revgen.curate.rubric_backends import VLLMRubric
+    from revgen.curate.rubric import VLLMRubric
 
     recs = [{"instruction": "What is the capital of France?", "output": "The capital of France is Paris."},
             {"instruction": "Name three birds.", "output": "Bananas are yellow."}]  # fmt: skip

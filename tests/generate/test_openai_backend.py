@@ -82,7 +82,7 @@ def test_rubric_judge_through_the_server_matches_the_local_judge_and_survives_fa
                                                                                     dolly_rows, tmp_path):  # fmt: skip
     from revgen.curate import scorers
     from revgen.curate.curation import CurateConfig, ScoreSettings, curate
-    from revgen.curate.rubric_backends import ServerRubric
+    from revgen.curate.rubric import ServerRubric
     from revgen.models import adapter_base_model, merged_dir
 
     recs = [{"id": f"r{i}", "instruction": r["instruction"], "input": "", "output": r["response"]}

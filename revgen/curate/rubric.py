@@ -1,5 +1,7 @@
-"""Rubric judges that are not a local transformers model: an in-process vLLM engine, or a server.
+"""The Humpback rubric as log-probabilities: P("1".."5") after "Score:", from the judge wherever it runs.
 
+- ``transformers`` (``Rubric``): one batched forward pass over left-padded prompts; the softmax over
+  the five score tokens at the last position. Every record is scored.
 - ``vllm``: the same prompt tokens as the transformers rubric, each of "1".."5" appended, scored with
   vLLM's prompt log-probabilities: log p(digit | prompt) exactly, so the probabilities equal the
   transformers judge's up to kernel numerics (a test checks it). Every record is scored.
@@ -20,11 +22,90 @@ import logging
 import math
 import os
 
-from revgen.curate.scorers import Rubric, rubric_text
 from revgen.errors import UserError
 
 DIGITS = "12345"
 log = logging.getLogger(__name__)
+
+
+def score_token_ids(tokenizer) -> tuple[str, list[int]]:
+    """A prompt suffix and the five token ids that can follow it for "1".."5" (one token each)."""
+    for suffix, pad in (("Score:", " "), ("Score: ", "")):
+        base = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+        ids = []
+        for d in "12345":
+            full = tokenizer(suffix + pad + d, add_special_tokens=False)["input_ids"]
+            if full[: len(base)] != base or len(full) != len(base) + 1:
+                break
+            ids.append(full[-1])
+        if len(ids) == 5 and len(set(ids)) == 5:
+            return suffix, ids
+    raise UserError("the judge's tokenizer has no single tokens for the scores 1-5 after 'Score:'")
+
+
+def rubric_text(record: dict) -> str:
+    """Humpback's rubric for one record, asking for the score alone ("Score: <rating>")."""
+    from revgen.curate.judge import RUBRIC
+
+    text = RUBRIC.replace("{instruction}", record["instruction"]).replace("{output}", record["output"])
+    return text.replace('Please first provide a brief reasoning you used to derive the rating score, and then write '
+                        '"Score: <rating>" in the last line.', 'Answer with "Score: <rating>".')  # fmt: skip
+
+
+class Rubric:
+    """Log-probability rubric scores (see the module doc)."""
+
+    name = "rubric"
+
+    def __init__(self, model, tokenizer, batch_size: int = 8):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.suffix, self.ids = score_token_ids(tokenizer)
+
+    def prompt(self, record: dict) -> str:
+        text = rubric_text(record)
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        else:
+            text += "\n\n"
+        return text + self.suffix
+
+    def probabilities(self, records: list[dict]) -> list[list[float]]:
+        """P("1".."5" | prompt), renormalised over the five, for each record."""
+        import torch
+
+        out = []
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        prompts = [self.tokenizer(self.prompt(r))["input_ids"] for r in records]
+        for start in range(0, len(prompts), self.batch_size):
+            batch = prompts[start : start + self.batch_size]
+            width = max(map(len, batch))
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, p in enumerate(batch):  # left padding: the last position is every prompt's end
+                ids[row, width - len(p) :] = torch.tensor(p)
+                mask[row, width - len(p) :] = 1
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device)).logits
+            probs = torch.softmax(logits[:, -1, self.ids].float(), dim=-1)
+            out.extend(probs.tolist())
+        return out
+
+    def score(self, records: list[dict]) -> list[dict]:
+        """Expected score and argmax per record (None for a judge reply with no score digit)."""
+        res = []
+        for p in self.probabilities(records):
+            if p is None:
+                res.append({"rubric": None, "rubric_argmax": None})
+                continue
+            res.append({"rubric": round(sum((i + 1) * x for i, x in enumerate(p)), 4),
+                        "rubric_argmax": max(range(5), key=lambda i: p[i]) + 1})  # fmt: skip
+        return res
+
+    parse_rate = 1.0  # log-probabilities of the score tokens: every record is scored
+
+    def close(self) -> None:
+        pass
 
 
 class VLLMRubric(Rubric):
