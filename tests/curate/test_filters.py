@@ -38,6 +38,12 @@ def check(f, instruction, keep, reason=None, **kw):
     (UnseenReference(), "Summarize the passage above in two sentences.", False, None),
     (UnseenReference(), "Based on the information provided, when was it built?", False, None),
     (UnseenReference(), "When was the Eiffel Tower built and by whom?", True, None),
+    (UnseenReference(), "What is the output of `ls -l` when both paths are symlinks?", True, None),
+    (UnseenReference(), "What is the story of how film started in the United States?", True, None),
+    (UnseenReference(), "What is the output of the above code?", False, None),
+    (UnseenReference(), "What are the output of the following code?", False, None),
+    (UnseenReference(), "Summarize the story.", False, None),
+    (UnseenReference(), "What does the following code print: print(2 + 2)", True, None),
     (MediaWords(), "Draw a picture of the Eiffel Tower.", False, None),
     (MediaWords(), "Why is the Eiffel Tower famous?", True, None),
     (NotInstruction(), "The Eiffel Tower is in Paris.", False, None),
@@ -67,6 +73,11 @@ def test_copying_the_output_is_caught_and_can_be_disabled():
     ("1234 5678 9012 3456 " * 10 + "the and", False, "not_alphabetic"),
     ("Supercalifragilisticexpialidocious antidisestablishmentarianism " * 10 + "the of", False, "long_words"),
     ("Cats sleep a lot. Dogs bark loudly. Birds sing early every morning in spring.", False, "few_stop_words"),
+    # under 50 words one stop word will do (a docstring paragraph); from 50 words Gopher's two
+    ("Dict subclass for counting hashable items. Sometimes called a bag or multiset. Elements are stored as "
+     "dictionary keys and their counts are stored as dictionary values.", True, None),
+    ("Cats sleep a lot. Dogs bark loudly. Birds sing early every morning in spring. " * 4 + "the end", False,
+     "few_stop_words"),
     ("\n".join(["Same line repeated here with the and of words."] * 5 + ["A different line of the text."]), False,
      "duplicate_lines"),
 ])

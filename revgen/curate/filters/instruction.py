@@ -76,8 +76,13 @@ class UnseenReference(_Patterns):
     """References to a text the reader of the instruction cannot see (REInstruct)."""
 
     name = "unseen_reference"
+    # "the output of `ls`", "the story of how film started" name what they mean (technical text,
+    # Dolly), so input/output/story count only when no "of" follows; an instruction that ends on
+    # "the following code" points at code it does not hold (tuned on bench/tech_docs.py's tuning
+    # modules).
     patterns = (r"\b(?:this|the|above|given|following|provided|preceding) (?:passage|text|paragraph|article|"
-                r"excerpt|document|response|input|output|answer|story|essay|reference text)\b",
+                r"excerpt|document|response|(?:input|output|story)(?! of\b)|answer|essay|reference text)\b",
+                r"\bthe following (?:code|snippet|program|command|function)s?\s*[?.:]?\s*$",
                 r"\bthe (?:text|passage|paragraph|information|answer) (?:above|below|provided|given)\b",
                 r"\bbased on (?:the|this) (?:information|text|passage|input|context)\b",
                 r"\b(?:above|aforementioned)\b", r"\baccording to the (?:text|passage|article|author)\b")  # fmt: skip

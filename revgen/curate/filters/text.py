@@ -1,7 +1,7 @@
 """Output-side (human text) quality: Gopher's heuristics (Rae et al. 2021, appendix A).
 
 Published defaults: 50-100,000 words, mean word length 3-10, >= 80% of words with an alphabetic
-character, >= 2 English stop words, <= 30% duplicated lines, top 2-gram <= 20% of characters.
+character, >= 2 English stop words (1 under 50 words), <= 30% duplicated lines, top 2-gram <= 20% of characters.
 For short segments lower ``min_words``; any threshold set to None is off. Never applied to
 instructions.
 """
@@ -28,6 +28,12 @@ class GopherQuality(Filter):
         self.min_alpha_ratio, self.min_stop_words = min_alpha_ratio, min_stop_words
         self.max_duplicate_line_ratio, self.max_top_2gram_ratio = max_duplicate_line_ratio, max_top_2gram_ratio
 
+    def stop_words_needed(self, n_words: int) -> int:
+        """Gopher's stop-word count is for documents of 50+ words; a shorter segment (a paragraph of
+        technical documentation: "Elements are stored as dictionary keys and their counts ...")
+        needs one. Tuned on standard-library docstrings (bench/tech_docs.py, tuning modules)."""
+        return self.min_stop_words if n_words >= 50 else min(self.min_stop_words, 1)
+
     def __call__(self, r):
         text = r[self.field]
         toks = text.split()
@@ -46,7 +52,7 @@ class GopherQuality(Filter):
         if self.min_alpha_ratio is not None and sum(any(c.isalpha() for c in t) for t in toks) / n < self.min_alpha_ratio:
             return False, "not_alphabetic"
         lower = [t.lower().strip(".,;:!?\"'()") for t in toks]
-        if self.min_stop_words is not None and sum(t in STOP_WORDS for t in lower) < self.min_stop_words:
+        if self.min_stop_words is not None and sum(t in STOP_WORDS for t in lower) < self.stop_words_needed(n):
             return False, "few_stop_words"
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         if self.max_duplicate_line_ratio is not None and lines:
