@@ -2,10 +2,11 @@
 
     python bench/server_throughput.py --adapter runs/demo/backward --docs 64      # 2-core CPU, vLLM CPU build
 
-A `vllm serve` (CPU build) on the merged adapter, loopback; then `revgen synthesize` three times on
-the same corpus (greedy, fixed new tokens): the in-process vLLM backend, the openai backend
-against the server, and the openai backend through a fault proxy (a 429 with Retry-After, a 500,
-a dropped connection, a 2 s delay) to price the retries. Reports whole-command wall time,
+A `vllm serve` (CPU build) on the merged adapter, loopback; then `revgen synthesize` on the same
+corpus (greedy, same max new tokens, fp32 and no prefix cache on both sides): the in-process vLLM
+backend; the openai backend against the server (after one warm-up pass); and the openai backend
+through a fault proxy (a 429 with Retry-After, a 500, a dropped connection, a 2 s delay) to price
+the retries. Reports whole-command wall time,
 records/s, generated tokens/s inside the generator, and whether the records match.
 """
 
@@ -54,11 +55,14 @@ def main():
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": r["response"]}) + "\n" for i, r in enumerate(rows)))
     merged = str(merged_dir(Path(args.adapter), adapter_base_model(Path(args.adapter))))
     res = {"docs": len(rows), "max_new_tokens": args.max_new_tokens, "concurrency": args.concurrency}
-    res["in_process_vllm"] = run(corpus, args.adapter, tmp / "local", args, backend="vllm", id_field="id")
+    # Same engine settings both ways: fp32, no prefix cache (reruns of the same prompts would hit it).
+    res["in_process_vllm"] = run(corpus, args.adapter, tmp / "local", args, backend="vllm", id_field="id",
+                                 dtype="float32", engine={"enable_prefix_caching": False})  # fmt: skip
     started = time.perf_counter()
-    with VLLMServer(merged, "revgen-bench", tmp) as url:
+    with VLLMServer(merged, "revgen-bench", tmp, extra_args=("--no-enable-prefix-caching",)) as url:
         res["server_start_s"] = round(time.perf_counter() - started, 1)
         served = {"backend": "openai", "served_model": "revgen-bench", "concurrency": args.concurrency, "id_field": "id"}
+        run(corpus, args.adapter, tmp / "warmup", args, base_url=url, **served)  # the server's first requests warm it
         res["server"] = run(corpus, args.adapter, tmp / "server", args, base_url=url, **served)
         proxy = FaultProxy(url)
         try:

@@ -21,8 +21,8 @@ class VLLMServer:
     """``with VLLMServer(model_dir, name, tmp) as url:`` — `vllm serve` on loopback, killed on exit
     (its whole process group), whatever happens; RuntimeError with the log's tail if it never comes up."""
 
-    def __init__(self, model: str, name: str, tmp: Path, timeout: float = 420):
-        self.model, self.name, self.tmp, self.timeout = model, name, Path(tmp), timeout
+    def __init__(self, model: str, name: str, tmp: Path, timeout: float = 420, extra_args: tuple = ()):
+        self.model, self.name, self.tmp, self.timeout, self.extra = model, name, Path(tmp), timeout, list(extra_args)
 
     def __enter__(self) -> str:
         port = free_port()
@@ -32,7 +32,7 @@ class VLLMServer:
         self.proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model,
                                       "--host", "127.0.0.1", "--port", str(port), "--served-model-name", self.name,
                                       "--enforce-eager", "--max-model-len", "1024", "--dtype", "float32",
-                                      "--no-enable-chunked-prefill", "--max-num-batched-tokens", "2048"],
+                                      "--no-enable-chunked-prefill", "--max-num-batched-tokens", "2048", *self.extra],
                                      env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)  # fmt: skip
         url = f"http://127.0.0.1:{port}/v1"
