@@ -59,9 +59,12 @@ def load(directory: str | Path) -> dict | None:
     return {str(k): int(v) for k, v in counts.items()}
 
 
-def check_names(rows: list[dict], source: str) -> None:
-    """Every training row needs a category usable as a type (one word, no brackets)."""
+def check_names(rows: list[dict], source: str, keep=lambda row: True) -> None:
+    """Every training row (that ``keep`` keeps) needs a category usable as a type (one word, no
+    brackets); the error names the row's position in ``source``, counting from 1."""
     for i, row in enumerate(rows, 1):
+        if not keep(row):
+            continue
         cat = str(row.get("category") or "").strip()
         if not _NAME.match(cat):
             raise UserError(f"{source}: row {i}: task_types needs a one-word `category` (letters, digits, _ or -), "

@@ -335,10 +335,14 @@ def _pairs(cfg: TrainConfig, tokenizer):
         stats = {**fstats.as_dict(), **cut}
     else:
         template = get_template("seed" if cfg.template == "auto" else cfg.template)
-        rows = [r for source, cap in sources(cfg.data) for r in load_pairs(source)[:cap]]
+        rows = []
+        for source, cap in sources(cfg.data):
+            part = load_pairs(source)[:cap]
+            if cfg.task_types:  # row numbers as in the source, before any category filter
+                tasktypes.check_names(part, source, keep=lambda r: not cfg.categories or r["category"] in cfg.categories)
+            rows += part
         if cfg.task_types:
             rows = [r for r in rows if not cfg.categories or r["category"] in cfg.categories]
-            tasktypes.check_names(rows, str(cfg.data))
             rows = [{**r, "instruction": tasktypes.tag(r["category"].strip(), r["instruction"].strip())
                      if r["instruction"].strip() else ""} for r in rows]  # fmt: skip
         pairs, pstats = build_pairs(rows, template, tokenizer, context=context, categories=cfg.categories,
