@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import re
+
 from harness import parser, timed
 
 

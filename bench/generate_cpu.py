@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+
 from harness import parser
 
 N_PROMPTS, PROMPT_TOKENS, NEW_TOKENS = 64, 300, 64

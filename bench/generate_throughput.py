@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+
 from harness import emit, parser
 
 PROMPT, NEW = 256, 128
@@ -139,7 +140,6 @@ def variant(name, model_dir, adapter, merged, prompts, args):
 
 def main():
     import torch
-
     from train_throughput import build
 
     ap = parser(__doc__)

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
 from harness import ROOT, emit, parser, timed
 
 

@@ -10,6 +10,7 @@ held-out pairs for the adapter and for the base model with the same template, gr
 from __future__ import annotations
 
 import sys
+
 from harness import ROOT, parser
 
 

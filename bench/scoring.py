@@ -76,8 +76,8 @@ def main():
     from bench.value import split
     from revgen import runinfo
     from revgen.curate import scorers
-    from revgen.dolly import load_pairs
     from revgen.curate.filters import FilterRunner, instruction_filters
+    from revgen.dolly import load_pairs
 
     runinfo.set_threads(args.threads)
     start = time.time()

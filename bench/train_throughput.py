@@ -15,6 +15,7 @@ import gc
 import json
 import sys
 from pathlib import Path
+
 from harness import ROOT, emit, parser
 
 SEED_RECIPE = ROOT / "recipes" / "seed-llama2-7b-qlora.yaml"

@@ -17,6 +17,7 @@ import yaml
 
 from revgen.errors import UserError
 
+
 class _Null:
     """``--set key=null``: an explicit null, kept apart from a CLI flag that was not given (None)."""
 

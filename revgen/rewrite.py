@@ -19,8 +19,8 @@ from pathlib import Path
 
 from revgen import config as cfgmod
 from revgen import runinfo, shards
-from revgen.errors import UserError
 from revgen.curate.filters.instruction import Refusal
+from revgen.errors import UserError
 
 log = logging.getLogger(__name__)
 PROMPT = ("Answer the instruction below as a helpful AI assistant. Use only the information in the passage; "

@@ -8,7 +8,6 @@ import pytest
 from revgen import tasktypes
 from revgen.errors import UserError
 from revgen.prompts import encode_prompt, get_template
-
 from tests.helpers import write_jsonl
 
 
@@ -43,8 +42,8 @@ def test_forced_prefix_tokenizes_as_in_training(tokenizer):
 
 def test_forced_types_follow_the_mix_and_are_recorded(typed_adapter):
     from revgen.generate import get_generator
-    from revgen.synthesize.shardwork import generate_batch
     from revgen.synthesize.core import Context, SynthConfig
+    from revgen.synthesize.shardwork import generate_batch
 
     out, _ = typed_adapter
     counts = tasktypes.load(out)

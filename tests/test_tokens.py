@@ -2,8 +2,8 @@
 
 import pytest
 
-from revgen.train.pairs import build_pairs
 from revgen.prompts import encode_prompt, get_template
+from revgen.train.pairs import build_pairs
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from pathlib import Path
 from revgen import config as cfgmod
 from revgen import runinfo, shards
 from revgen.curate.dedup import ExactDedup, NearDedup
+from revgen.curate.filters import FilterRunner, GopherQuality, instruction_filters
 from revgen.errors import UserError
 from revgen.io import iter_jsonl
-from revgen.curate.filters import FilterRunner, GopherQuality, instruction_filters
 
 log = logging.getLogger(__name__)
 FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion")
@@ -240,9 +240,9 @@ def self_curate(records: list[dict], js: JudgeSettings, counts, on_drop) -> tupl
     """Score every record with the judge; drop below ``min_score`` (and unparsed, unless kept)."""
     from collections import Counter
 
+    from revgen.curate.judge import Judge
     from revgen.generate import get_generator
     from revgen.models import resolve_model
-    from revgen.curate.judge import Judge
 
     if js.on_unparsed not in ("drop", "keep"):
         raise UserError(f"judge.on_unparsed must be 'drop' or 'keep', got {js.on_unparsed!r}")

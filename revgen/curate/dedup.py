@@ -14,8 +14,8 @@ import re
 
 import xxhash
 
-from revgen.errors import UserError
 from revgen.curate.filters.base import Filter
+from revgen.errors import UserError
 
 _PUNCT = re.compile(r"[^\w\s]")
 

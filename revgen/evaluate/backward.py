@@ -5,7 +5,9 @@ with the adapter's template (greedy, deterministic); the trained adapter and its
 compared in one run. Metrics per pair: ROUGE-L F1 (rouge-score), embedding cosine
 (all-MiniLM-L6-v2, offline), exact match after normalisation, length ratio, whether curation's
 instruction filters would keep it, whether the length limit cut it. Each is reported as a mean
-with a seeded bootstrap 95% interval, overall and per Dolly category.
+with a seeded bootstrap 95% interval, overall and per Dolly category. With ``num_candidates`` N > 1
+a ``best-of-N`` system samples N instructions per response, keeps the one with the best cycle (or
+PMI) score, and is compared with greedy pairwise (paired bootstrap on the same rows).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ class Cosine:
         return [round(float(x), 6) for x in (a * b).sum(-1)]
 
 
-def score_pairs(rows: list[dict], preds: list[str], cut: list[bool], cosine: Cosine) -> list[dict]:
+def score_pairs(rows: list[dict], preds: list[str], cut: list[bool], cosine: Cosine | None) -> list[dict]:
     from revgen.curate.filters import FilterRunner, instruction_filters
 
     runner = FilterRunner(instruction_filters())

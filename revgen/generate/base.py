@@ -12,8 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-
-
 @dataclass(frozen=True)
 class Sampling:
     temperature: float = 0.7  # Humpback's setting

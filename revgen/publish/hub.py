@@ -12,8 +12,8 @@ import logging
 import os
 from pathlib import Path
 
-from revgen.publish import card
 from revgen.errors import UserError
+from revgen.publish import card
 
 log = logging.getLogger(__name__)
 DEFAULT_ENDPOINT = "https://huggingface.co"

@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from revgen import runinfo, tasktypes
-from revgen.synthesize.corpus import CorpusStats, read_documents
 from revgen.generate import Sampling, resolve_backend
 from revgen.models import adapter_base_model
 from revgen.progress import Progress
 from revgen.prompts import get_template
+from revgen.synthesize.corpus import CorpusStats, read_documents
 from revgen.synthesize.segment import Segmenter
 from revgen.synthesize.shardwork import ShardWriter, units
 

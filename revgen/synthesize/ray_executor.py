@@ -20,8 +20,8 @@ from pathlib import Path
 
 from revgen import config as cfgmod
 from revgen import shards
-from revgen.synthesize.corpus import Document
 from revgen.errors import UserError
+from revgen.synthesize.corpus import Document
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ class _Generate:
 
     def __init__(self, cfg_dict: dict):
         from revgen import runinfo
-        from revgen.synthesize.shardwork import load_generator
         from revgen.synthesize.core import Context, SynthConfig
+        from revgen.synthesize.shardwork import load_generator
 
         cfg = cfgmod.build(SynthConfig, cfg_dict, "ray job")
         runinfo.set_threads(cfg.threads or 1)
@@ -88,8 +88,8 @@ def run_ray(ctx, out: Path) -> dict:
     import torch
 
     from revgen.progress import Progress
-    from revgen.synthesize.shardwork import pending_batches
     from revgen.synthesize.core import _chunks
+    from revgen.synthesize.shardwork import pending_batches
 
     cfg = ctx.cfg
     if not ray.is_initialized():

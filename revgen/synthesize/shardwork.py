@@ -19,7 +19,6 @@ from revgen.models import merged_dir
 from revgen.prompts import encode_prompt
 
 
-
 def segment_seed(seed: int, shard: int, unit: str) -> int:
     """Per-segment seeds far apart (vLLM's n>1 candidates use consecutive seeds)."""
     return xxhash.xxh64_intdigest(f"{seed}:{shard}:{unit}".encode()) % (2**31)

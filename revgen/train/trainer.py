@@ -23,8 +23,8 @@ from revgen import runinfo, tasktypes
 from revgen.dolly import BUNDLED, data_hash, load_pairs
 from revgen.errors import UserError
 from revgen.models import DEFAULT_MODEL, load_tokenizer, merge_adapter, resolve_model  # noqa: F401 (merge_adapter: public here too)
-from revgen.train.pairs import build_pairs
 from revgen.prompts import get_template
+from revgen.train.pairs import build_pairs
 from revgen.train.throughput import ThroughputCallback
 
 log = logging.getLogger(__name__)
@@ -317,8 +317,8 @@ def _prepare_output(out: Path, cfg: TrainConfig) -> int | None:
 
 def _pairs(cfg: TrainConfig, tokenizer):
     """Training pairs for the task, counts of what was cut or dropped, and the template used."""
-    from revgen.train.forward_data import build_forward_pairs, load_forward_rows, sources
     from revgen.prompts import get_forward_template
+    from revgen.train.forward_data import build_forward_pairs, load_forward_rows, sources
 
     context = cfg.context if cfg.context != "auto" else ("append" if cfg.task == "forward" else "ignore")
     if cfg.task == "forward":

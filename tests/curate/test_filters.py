@@ -4,8 +4,17 @@ import pytest
 
 from revgen.curate.dedup import ExactDedup, NearDedup
 from revgen.curate.filters import FilterRunner, GopherQuality
-from revgen.curate.filters.instruction import (CopiesOutput, Empty, MediaWords, NotInstruction, Refusal, TemplateLeak,
-                                        UnseenReference, WordCount, instruction_filters)
+from revgen.curate.filters.instruction import (
+    CopiesOutput,
+    Empty,
+    MediaWords,
+    NotInstruction,
+    Refusal,
+    TemplateLeak,
+    UnseenReference,
+    WordCount,
+    instruction_filters,
+)
 
 OUT = ("The Eiffel Tower was built for the 1889 World's Fair in Paris. It was designed by the engineering firm of "
        "Gustave Eiffel and is one of the most visited monuments in the world, with millions of visitors every year.")

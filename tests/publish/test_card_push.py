@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from revgen.publish import card
 from revgen.cli import cli
 from revgen.curate.curation import CurateConfig, curate
 from revgen.errors import UserError
+from revgen.publish import card
 from revgen.synthesize.run import SynthConfig, synthesize
-from tests.publish.fakehub import FakeHub
 from tests.helpers import write_jsonl
+from tests.publish.fakehub import FakeHub
 
 pytestmark = pytest.mark.slow
 TOKEN = "hf_revgenTestToken0123456789abcdef"

@@ -1,8 +1,8 @@
 
 import pytest
 
-from revgen.synthesize.corpus import CorpusStats, content_id, read_documents
 from revgen.errors import UserError
+from revgen.synthesize.corpus import CorpusStats, content_id, read_documents
 from revgen.synthesize.segment import Segmenter
 from tests.helpers import write_jsonl
 

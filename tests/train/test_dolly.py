@@ -5,7 +5,6 @@ import pytest
 
 from revgen.dolly import data_hash, load_pairs
 from revgen.errors import UserError
-
 from tests.helpers import write_jsonl
 
 ROW = {"instruction": "Name a color.", "context": "", "response": "Blue.", "category": "open_qa"}

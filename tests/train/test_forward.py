@@ -6,9 +6,9 @@ import json
 import pytest
 
 from revgen.errors import UserError
-from revgen.train.forward_data import load_forward_rows, normalize
 from revgen.prompts import ALPACA, get_forward_template, teacher_forced_ids
 from revgen.stats import paired_ci, ratio_ci, runs_ci
+from revgen.train.forward_data import load_forward_rows, normalize
 from tests.helpers import write_jsonl
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]

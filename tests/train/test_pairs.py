@@ -1,8 +1,8 @@
 import pytest
 
 from revgen.errors import UserError
-from revgen.train.pairs import build_pairs
 from revgen.prompts import get_template
+from revgen.train.pairs import build_pairs
 
 T = get_template("seed")
 ROWS = [

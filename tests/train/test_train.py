@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from revgen.dolly import load_pairs
-from revgen.train.pairs import build_pairs
 from revgen.prompts import encode_prompt, get_template
+from revgen.train.pairs import build_pairs
 from revgen.train.trainer import LoraSettings, TrainConfig, merge_adapter, split_holdout, train
 
 pytestmark = pytest.mark.slow

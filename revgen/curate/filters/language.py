@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from revgen.errors import UserError
 from revgen.curate.filters.base import Filter
+from revgen.errors import UserError
 
 
 @lru_cache(maxsize=4)
