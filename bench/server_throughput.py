@@ -6,7 +6,8 @@ A `vllm serve` (CPU build) on the merged adapter, loopback; then `revgen synthes
 corpus (greedy, same max new tokens, fp32 and no prefix cache on both sides): the in-process vLLM
 backend; the openai backend against the server (after one warm-up pass); and the openai backend
 through a fault proxy (a 429 with Retry-After, a 500, a dropped connection, a 2 s delay) to price
-the retries. Reports whole-command wall time,
+the retries. Then the log-prob rubric judge over the same passages: through the server's chat
+endpoint vs the transformers judge in process. Reports whole-command wall time,
 records/s, generated tokens/s inside the generator, and whether the records match.
 """
 
@@ -34,6 +35,26 @@ def run(corpus: Path, adapter: str, out: Path, args, **kw) -> dict:
     return {"wall_s": round(t.s, 1), "records": len(recs), "records_per_s": round(len(recs) / t.s, 2),
             "generate_s": info.get("generate_s"), "generate_tokens_per_s": info.get("generate_tokens_per_s"),
             "tokens": tokens, "_recs": recs}  # fmt: skip
+
+
+def judge_rates(url: str, merged: str, corpus: Path, args) -> dict:
+    """The log-prob rubric over the same passages (paired with a fixed instruction): through the
+    server's chat endpoint vs the transformers judge in this process, records/s."""
+    from revgen.curate import scorers
+    from revgen.curate.rubric import ServerRubric
+
+    recs = [{"instruction": "Explain this in your own words.", "output": json.loads(x)["text"]}
+            for x in corpus.read_text().splitlines()]  # fmt: skip
+    server = ServerRubric("revgen-bench", url, concurrency=args.concurrency)
+    with timed() as t_server:
+        remote = server.score(recs)
+    model, tok, _ = scorers.load_model(merged, "float32")
+    with timed() as t_local:
+        local = scorers.Rubric(model, tok).score(recs)
+    diff = [abs(a["rubric"] - b["rubric"]) for a, b in zip(local, remote) if b["rubric"] is not None]
+    return {"records": len(recs), "server_records_per_s": round(len(recs) / t_server.s, 2),
+            "in_process_records_per_s": round(len(recs) / t_local.s, 2), "server_parse_rate": server.parse_rate,
+            "mean_abs_score_difference": round(sum(diff) / max(len(diff), 1), 3)}  # fmt: skip
 
 
 def main():
@@ -70,6 +91,7 @@ def main():
         finally:
             proxy.close()
         res["faults_seen"] = proxy.seen[:4]
+        res["rubric_judge"] = judge_rates(url, merged, corpus, args)
     local = res["in_process_vllm"].pop("_recs")
     for name in ("server", "server_with_faults"):
         recs = res[name].pop("_recs")
@@ -79,6 +101,7 @@ def main():
     print(markdown_table(["path", *keys], [[n, *(res[n].get(k, "-") for k in keys)]
                                            for n in ("in_process_vllm", "server", "server_with_faults")]))  # fmt: skip
     print(f"\nserver start {res['server_start_s']} s (not in the server rows); faults {res['faults_seen']}")
+    print(f"rubric judge: {res['rubric_judge']}")
 
 
 if __name__ == "__main__":

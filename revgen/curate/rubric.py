@@ -12,7 +12,8 @@
   next (after a space token with tokenizers that split digits off); other servers (a 400 to that
   request) get the plain chat request. Either way, greedy, the five probabilities are read from
   the top log-probs at the first generated score digit; a reply with no digit is unparsed (score
-  None, counted in the parse rate) and a digit outside the top 20 counts as probability 0.
+  None, counted in the parse rate) and a digit outside the top 20 counts as probability 0. A record
+  longer than the judge's context (the server's 400) stays unscored too, and the run goes on.
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ class ServerRubric(Rubric):
         AsyncOpenAI(**self._args)  # bad arguments fail here
         self.tokenizer, self.batch_size, self.parsed, self.seen = None, concurrency, 0, 0
         self.prefill: bool | None = None  # None: not yet known whether the server continues a prefilled reply
+        self.too_long = 0  # records longer than the judge's context (unscored)
 
     def probabilities(self, records: list[dict]) -> list[list[float] | None]:
         res = asyncio.run(self._all(records))
@@ -193,8 +195,8 @@ class ServerRubric(Rubric):
                         extra_body={"continue_final_message": True, "add_generation_prompt": False})  # fmt: skip
                     self.prefill = True
                     return digit_probabilities(_content(res))
-                except openai.BadRequestError:
-                    if self.prefill:
+                except openai.BadRequestError as exc:
+                    if self.prefill or _too_long(exc):
                         raise
                     self.prefill = False
                     log.warning("rubric judge %s cannot continue a prefilled reply: asking for the score in plain chat",
@@ -202,6 +204,14 @@ class ServerRubric(Rubric):
             res = await client.chat.completions.create(
                 model=self.served, messages=[user], max_tokens=16, temperature=0.0, logprobs=True, top_logprobs=20,
                 seed=0)  # fmt: skip
+        except openai.BadRequestError as exc:
+            if not _too_long(exc):
+                raise UserError(f"rubric judge {self.public} refused a request (400): {str(exc.message)[:300]}") from None
+            self.too_long += 1  # this record does not fit the judge's context: unscored, the run goes on
+            if self.too_long == 1:
+                log.warning("rubric judge %s: a record exceeds its context length; such records stay unscored "
+                            "(counted in the parse rate)", self.public)  # fmt: skip
+            return None
         except openai.APIStatusError as exc:
             raise UserError(f"rubric judge {self.public} answered {exc.status_code} after retries: "
                             f"{str(exc.message)[:300]}") from None  # fmt: skip
@@ -212,6 +222,12 @@ class ServerRubric(Rubric):
     @property
     def parse_rate(self) -> float | None:
         return round(self.parsed / self.seen, 4) if self.seen else None
+
+
+def _too_long(exc) -> bool:
+    """A 400 because the prompt does not fit the judge's context (vLLM, TGI, OpenAI wordings)."""
+    text = str(getattr(exc, "message", "") or exc).lower()
+    return "context length" in text or "maximum context" in text or "too long" in text
 
 
 def logps_init() -> dict:

@@ -90,6 +90,9 @@ def test_rubric_judge_through_the_server_matches_the_local_judge_and_survives_fa
     judge = ServerRubric("revgen-demo", server, concurrency=3)
     remote = judge.probabilities(recs)
     assert judge.prefill is True and judge.parse_rate == 1.0  # vLLM continues the prefilled "Score:"
+    too_long = {"instruction": "Summarize this.", "output": "word " * 1500}  # over the server's 1,024 tokens
+    scored = judge.score([too_long, recs[0]])
+    assert scored[0]["rubric"] is None and scored[1]["rubric"] is not None and judge.too_long == 1
     model, tok, _ = scorers.load_model(str(merged_dir(trained_adapter[0], adapter_base_model(trained_adapter[0]))),
                                        "float32")  # fmt: skip
     local = scorers.Rubric(model, tok).probabilities(recs)
