@@ -13,6 +13,7 @@ adapter in ``task-types.json``.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from pathlib import Path
@@ -87,17 +88,15 @@ def parse_mix(spec: str | dict | None, counts: dict | None, adapter: str) -> dic
     else:
         weights = {}
         for part in str(spec).split(","):
-            name, eq, value = part.partition("=")
+            name, _, value = part.partition("=")
             try:
-                weights[name.strip()] = float(value) if eq else float("nan")
-            except ValueError:
-                weights[name.strip()] = float("nan")
-            if not eq or weights[name.strip()] != weights[name.strip()]:
-                raise UserError(f"task_mix: expected auto, seed or TYPE=WEIGHT,TYPE=WEIGHT; got {part.strip()!r}")
+                weights[name.strip()] = float(value)
+            except ValueError:  # no "=" or not a number
+                raise UserError(f"task_mix: expected auto, seed or TYPE=WEIGHT,TYPE=WEIGHT; got {part.strip()!r}") from None
     unknown = sorted(set(weights) - set(counts))
     if unknown:
         raise UserError(f"task_mix: {unknown} not among the adapter's task types {sorted(counts)}")
-    if any(not isinstance(w, (int, float)) or w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+    if any(not isinstance(w, (int, float)) or not 0 <= w < math.inf for w in weights.values()) or sum(weights.values()) <= 0:
         raise UserError(f"task_mix: weights must be non-negative numbers with a positive sum, got {weights}")
     total = sum(weights.values())
     return {k: w / total for k, w in sorted(weights.items()) if w > 0}

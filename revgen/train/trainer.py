@@ -341,8 +341,7 @@ def _pairs(cfg: TrainConfig, tokenizer):
             if cfg.task_types:  # row numbers as in the source, before any category filter
                 tasktypes.check_names(part, source, keep=lambda r: not cfg.categories or r["category"] in cfg.categories)
             rows += part
-        if cfg.task_types:
-            rows = [r for r in rows if not cfg.categories or r["category"] in cfg.categories]
+        if cfg.task_types:  # build_pairs drops (and counts) the categories left out, tagged or not
             rows = [{**r, "instruction": tasktypes.tag(r["category"].strip(), r["instruction"].strip())
                      if r["instruction"].strip() else ""} for r in rows]  # fmt: skip
         pairs, pstats = build_pairs(rows, template, tokenizer, context=context, categories=cfg.categories,
