@@ -133,6 +133,18 @@ def variant(name, model_dir, adapter, merged, prompts, args):
     sampling = Sampling(temperature=0.0, max_new_tokens=NEW, ignore_eos=True)
     if not name.endswith("-oneshot"):  # -oneshot: compilation inside the timed pass, as a real one-shot run pays it
         gen.generate(prompts[: args.batch], sampling, [0] * args.batch)  # warm-up (and compile, if any)
+    if args.calls > 1:  # shards: the same generator called once per shard, each call timed on its own
+        size = len(prompts) // args.calls
+        calls = []
+        for c in range(args.calls):
+            budget = gen.token_budget()  # what the planner sees before this call
+            _reset_peak()
+            part = prompts[c * size : (c + 1) * size]
+            calls.append(timed(lambda: gen.generate(part, sampling, [0] * len(part)), len(part) * NEW)
+                         | {"budget_tokens": budget})  # fmt: skip
+        total_s = sum(x["seconds"] for x in calls)
+        return {"calls": calls, "tokens_per_s": round(args.calls * size * NEW / total_s, 1), "batch": args.batch,
+                "last_over_first": round(calls[-1]["tokens_per_s"] / calls[0]["tokens_per_s"], 3)}  # fmt: skip
     _reset_peak()
     res = timed(lambda: gen.generate(prompts, sampling, [0] * len(prompts)), len(prompts) * NEW)
     return res | {"batch": args.batch, "budget_tokens": gen.token_budget()}
@@ -154,6 +166,7 @@ def main():
     ap.add_argument("--real-lengths", action="store_true",
                     help="prompt lengths of real text (bench/real_lengths.json: median 136, p90 350, max 1536) instead of 256")
     ap.add_argument("--max-memory-gib", type=float, help="cap this process's GPU memory (e.g. 24: a 24 GB card)")
+    ap.add_argument("--calls", type=int, default=1, help="split the prompts into this many shards, one generate call each")
     args = ap.parse_args()
     if args.max_memory_gib and torch.cuda.is_available():
         torch.cuda.set_per_process_memory_fraction(args.max_memory_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory)

@@ -20,14 +20,18 @@ def load_causal_lm(model_ref: str, adapter: str | None = None, dtype: str = "aut
     import torch
     from transformers import AutoModelForCausalLM
 
+    from revgen import dtypes
     from revgen.models import load_tokenizer
 
     cuda = torch.cuda.is_available()
-    dtype = dtype if dtype != "auto" else ("bfloat16" if cuda else "float32")
+    dtype = dtypes.resolve(dtype, stage="score")
     model = AutoModelForCausalLM.from_pretrained(model_ref, dtype=getattr(torch, dtype))
     if adapter:
         from peft import PeftModel
 
+        from revgen.models import check_adapter_weights
+
+        check_adapter_weights(adapter)
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     tok_src = adapter if adapter and (Path(adapter) / "tokenizer_config.json").exists() else model_ref
     return model.to("cuda" if cuda else "cpu").eval(), load_tokenizer(tok_src)

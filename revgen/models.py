@@ -129,6 +129,11 @@ def resolve_model(name: str | None) -> str:
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise UserError(f"model {name!r} is neither a local folder nor a Hub id (owner/name)")
+    if Path(name.split("/")[0]).is_dir():  # "runs/backward" with runs/ here: a missing folder, not a Hub id
+        raise UserError(f"model folder {path} does not exist ({path.parent} does; a typo, or not trained yet?)")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise UserError(f"model {name!r} is not a local folder, and HF_HUB_OFFLINE is set: pass a local folder "
+                        "or unset HF_HUB_OFFLINE to fetch it from the Hub")  # fmt: skip
     return name
 
 
@@ -166,35 +171,57 @@ def adapter_base_model(adapter: str | Path, override: str | None = None) -> str:
     return resolve_model(base)
 
 
-def merge_adapter(adapter_dir: str | Path, base: str | None = None, out: str | Path | None = None) -> Path:
-    """Merge a LoRA adapter into a bf16 copy of its base (never into the 4-bit base: peft #2321)."""
+def check_adapter_weights(adapter_dir: str | Path) -> None:
+    """An adapter whose weights hold NaN or inf (a file corrupted past its header loads fine) would
+    sample from NaN probabilities: refuse it here, naming the file, before any generation."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    for path in sorted(Path(adapter_dir).glob("*.safetensors")):
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"could not load adapter weights {path}: {str(exc)[:200]} (truncated or corrupted?)") from None
+        bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(t.isfinite().all())]
+        if bad:
+            raise UserError(f"adapter weights {path} hold NaN or inf values ({len(bad)} tensors, e.g. {bad[0]}): "
+                            "the file is corrupted or the training diverged; retrain or restore it")  # fmt: skip
+
+
+def merge_adapter(adapter_dir: str | Path, base: str | None = None, out: str | Path | None = None,
+                  dtype: str = "bfloat16") -> Path:
+    """Merge a LoRA adapter into a copy of its base in ``dtype`` (bf16 by default, for serving on a
+    GPU; never into the 4-bit base: peft #2321)."""
     import torch
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter_dir = Path(adapter_dir)
+    check_adapter_weights(adapter_dir)
     out = Path(out or adapter_dir / "merged")
     base = base or resolve_model(PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
     model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     model.save_pretrained(out)
     has_tokenizer = (adapter_dir / "tokenizer_config.json").exists()  # revgen adapters carry theirs
     AutoTokenizer.from_pretrained(str(adapter_dir) if has_tokenizer else base).save_pretrained(out)
     if (adapter_dir / "template.txt").exists():
         (out / "template.txt").write_bytes((adapter_dir / "template.txt").read_bytes())
-    log.info("merged bf16 model written to %s", out)
+    log.info("merged %s model written to %s", dtype, out)
     return out
 
 
-def merged_dir(adapter: Path, base: str) -> Path:
-    """A merged bf16 copy of base + adapter, cached by adapter hash (made once, under a lock)."""
-    from revgen import runinfo
+def merged_dir(adapter: Path, base: str, dtype: str = "auto") -> Path:
+    """A merged copy of base + adapter in the compute dtype (``auto``: what this hardware runs
+    natively, revgen/dtypes.py), cached by adapter hash and dtype (made once, under a lock)."""
+    from revgen import dtypes, runinfo
 
-    target = cache_dir() / "merged" / runinfo.dir_hash(adapter)
+    dtype = dtypes.resolve(dtype)
+    target = cache_dir() / "merged" / f"{runinfo.dir_hash(Path(adapter))}-{dtype}"
     with file_lock(target.with_suffix(".lock")):
         if not (target / "config.json").exists():
             tmp = target.with_name(target.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            merge_adapter(adapter, base, tmp)
+            merge_adapter(adapter, base, tmp, dtype)
             tmp.rename(target)
     return target

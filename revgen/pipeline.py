@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 KINDS = {"train": "train", "forward": "forward", "synthesize": "synthesize", "curate": "curate",
          "eval_forward": "eval_forward", "rewrite": "rewrite", "card": None}  # kind -> recipe section  # fmt: skip
 STAGE_FILE = "stage.json"
+STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
@@ -107,6 +109,12 @@ def plan(recipe: str | Path, start: str | None = None, until: str | None = None)
         if unknown:
             raise UserError(f"{at}: unknown stage key(s) {unknown}; expected name, kind, set")
         name = item["name"]
+        if not STAGE_NAME.fullmatch(name):
+            raise UserError(f"{at}: stage name {name!r} must be letters, digits, '-', '_' or '.' (it names a folder "
+                            f"under {root}), not a path")
+        if item.get("set") is not None and not isinstance(item["set"], dict):
+            raise UserError(f"{at}: stage {name!r}: `set:` must be a mapping of key: value, got "
+                            f"{type(item['set']).__name__}")
         if name in dirs:
             raise UserError(f"{at}: stage name {name!r} is used twice")
         inputs = _refs(item.get("set") or {}, [])
@@ -129,12 +137,15 @@ def plan(recipe: str | Path, start: str | None = None, until: str | None = None)
                 raise UserError(f"{at} (stage {name!r}): {exc.message}") from None
             raise
         upstream = [s.hash for s in stages if s.name in inputs]
-        stage.hash = cfgmod.config_hash({"kind": stage.kind, "values": values, "inputs": upstream})
+        # hashed relative to the root: a finished root copied or moved elsewhere is still finished
+        stage.hash = cfgmod.config_hash({"kind": stage.kind, "values": _relative(values, str(root)), "inputs": upstream})
         stages.append(stage)
     names = [s.name for s in stages]
     for flag, value in (("--from", start), ("--until", until)):
         if value and value not in names:
             raise UserError(f"{flag} {value!r}: not a stage of {path} ({', '.join(names)})")
+    if start and until and names.index(until) < names.index(start):
+        raise UserError(f"--until {until!r} comes before --from {start!r} in {path} ({', '.join(names)})")
     forced = set(names[names.index(start):]) if start else set()
     stop = names.index(until) if until else len(names) - 1
     dirty: set = set()
@@ -144,15 +155,36 @@ def plan(recipe: str | Path, start: str | None = None, until: str | None = None)
             s.action, s.why = "skip", f"after --until {until}"
         elif s.name in forced:
             s.action, s.why = "run", "--from"
-        elif any(x in dirty for x in s.inputs):
-            s.action, s.why = "run", "an input stage reruns"
-        elif done:
+        elif done and not any(x in dirty for x in s.inputs):
             s.action, s.why = "skip", "finished with the same config and inputs"
         else:
-            s.action, s.why = "run", "not finished" if not (Path(dirs[s.name]) / STAGE_FILE).exists() else "config changed"
+            s.action, s.why = "run", _why(Path(dirs[s.name]) if s.kind != "card" else Path(s.values["path"]), s,
+                                          [x for x in s.inputs if x in dirty])  # fmt: skip
         if s.action == "run":
             dirty.add(s.name)
     return root, stages
+
+
+def _why(out: Path, stage: Stage, rerun_inputs: list) -> str:
+    """Why a stage runs, in the words a user reads right."""
+    marker = out / STAGE_FILE if stage.kind != "card" else out / f"card.{STAGE_FILE}"
+    if marker.is_file():
+        if rerun_inputs:
+            return f"input {', '.join(rerun_inputs)} changed"
+        return "config changed" if json.loads(marker.read_text()).get("status") == "complete" else "resumes"
+    if stage.kind != "card" and out.is_dir() and any(out.iterdir()):
+        return "resumes an unfinished run"
+    return "first run"
+
+
+def _relative(value, root: str):
+    if isinstance(value, str):
+        return "@ROOT" + value[len(root):] if value == root or value.startswith(root + "/") else value
+    if isinstance(value, dict):
+        return {k: _relative(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v, root) for v in value]
+    return value
 
 
 def _done(out: Path, stage: Stage) -> bool:
@@ -247,9 +279,9 @@ def run(recipe: str | Path, start: str | None = None, until: str | None = None, 
 
 
 def table(summary: dict) -> str:
-    lines = ["| stage | kind | status | wall time | key numbers |", "|---|---|---|---|---|"]
+    lines = ["| stage | kind | status | why | wall time | key numbers |", "|---|---|---|---|---|---|"]
     for s in summary["stages"]:
-        status = "ran" if s["action"] == "run" and "numbers" in s else s["action"]
+        status = ("ran" if "numbers" in s else "did not run") if s["action"] == "run" else "skipped"
         wall = f"{s['wall_time_s']} s" if "wall_time_s" in s else "-"
-        lines.append(f"| {s['name']} | {s['kind']} | {status} ({s['why']}) | {wall} | {s.get('numbers', '')} |")
+        lines.append(f"| {s['name']} | {s['kind']} | {status} | {s['why']} | {wall} | {s.get('numbers', '')} |")
     return "\n".join(lines)

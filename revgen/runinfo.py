@@ -26,8 +26,12 @@ def versions() -> dict:
 def device_info() -> dict:
     import torch
 
+    from revgen.dtypes import cpu_info
+
+    cpu = cpu_info()
     info = {"device": "cpu", "cuda": torch.version.cuda, "torch_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count()}  # fmt: skip
+            "cpu_count": os.cpu_count(), "cpu": cpu["cpu"], "cpu_isa": cpu["isa"],
+            "cpu_native_bf16": cpu["native_bf16"]}  # fmt: skip
     if torch.cuda.is_available():
         i = torch.cuda.current_device()
         props = torch.cuda.get_device_properties(i)
@@ -66,7 +70,9 @@ def flash_attn_available() -> bool:
 def environment() -> dict:
     import torch
 
-    return {**versions(), **device_info(), "bf16": bf16_supported(),
+    from revgen.dtypes import resolve
+
+    return {**versions(), **device_info(), "bf16": bf16_supported(), "auto_dtype": resolve("auto"),
             "bnb_4bit": bnb_4bit_available() and torch.cuda.is_available(),
             "bnb_4bit_cpu": bnb_4bit_available(), "flash_attn": flash_attn_available()}  # fmt: skip
 
@@ -83,9 +89,11 @@ def dir_hash(directory: str | Path, pattern: str = "*.safetensors") -> str:
 
 
 def write_json(path: str | Path, data: dict) -> None:
+    from revgen.redact import redact
+
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.write_text(json.dumps(redact(data), indent=2, sort_keys=False, default=str) + "\n")
     os.replace(tmp, path)
 
 

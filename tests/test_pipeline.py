@@ -41,7 +41,9 @@ def test_plan_skips_finished_stages_and_reruns_downstream_of_a_change(tmp_path, 
               "    - {name: b, kind: curate, set: {input: '@a/dataset.jsonl'}}\n"
               "    - {name: c, kind: curate, set: {input: '@a/dataset.jsonl', format: messages}}\n")  # fmt: skip
     r = recipe(tmp_path, stages)
+    assert [s.why for s in pipeline.plan(r)[1]] == ["first run"] * 3  # not "an input stage reruns"
     first = pipeline.run(r)
+    assert "| a | curate | ran | first run |" in pipeline.table(first)
     assert [s["action"] for s in first["stages"]] == ["run", "run", "run"]
     kept = len((tmp_path / "root" / "a" / "dataset.jsonl").read_text().splitlines())
     assert first["stages"][0]["numbers"] == {"records": 45, "kept": kept} and kept <= 40  # 5 duplicates dropped
@@ -52,8 +54,8 @@ def test_plan_skips_finished_stages_and_reruns_downstream_of_a_change(tmp_path, 
     r.write_text(r.read_text().replace("'@a/dataset.jsonl'}", "'@a/dataset.jsonl', format: sharegpt}", 1))
     assert [s.action for s in pipeline.plan(r)[1]] == ["skip", "run", "skip"]
     r.write_text(r.read_text().replace("gopher: {enabled: false}", "gopher: {enabled: false}\n  dedup: {exact: false}"))
-    assert [(s.action, s.why) for s in pipeline.plan(r)[1]] == [("run", "config changed"), ("run", "an input stage reruns"),
-                                                              ("run", "an input stage reruns")]  # fmt: skip
+    assert [(s.action, s.why) for s in pipeline.plan(r)[1]] == [("run", "config changed"), ("run", "input a changed"),
+                                                              ("run", "input a changed")]  # fmt: skip
     assert [s.action for s in pipeline.plan(r, start="c")[1]] == ["run", "run", "run"]
     assert [s.action for s in pipeline.plan(r, until="a")[1]] == ["run", "skip", "skip"]
 
@@ -66,11 +68,36 @@ def test_plan_skips_finished_stages_and_reruns_downstream_of_a_change(tmp_path, 
     ("    - {name: a, kind: curate}\n    - {name: a, kind: curate}\n", r"line 7: stage name 'a' is used twice"),
     ("    - {name: a, kind: curate, set: {format: yaml}}\n", r"format must be one of|format"),
     ("    - {name: a, kind: curate, set: {dedup: {bands: 0}}}\n", r"line 6 \(stage 'a'\) dedup: bands must be"),
+    ("    - {name: ../escape, kind: curate}\n", r"line 6: stage name '../escape' must be letters.*not a path"),
+    ("    - {name: /tmp/x, kind: curate}\n", r"line 6: stage name '/tmp/x' must be"),
+    ("    - {name: a, kind: curate, set: [input, x]}\n", r"line 6: stage 'a': `set:` must be a mapping"),
 ])  # fmt: skip
 def test_bad_pipelines_fail_naming_the_recipe_line(tmp_path, stages, match):
     with pytest.raises(UserError, match=match):
         pipeline.run(recipe(tmp_path, stages))
     assert not (tmp_path / "root").exists()  # nothing ran
+
+
+def test_until_before_from_is_refused(tmp_path, records):
+    r = recipe(tmp_path, f"    - {{name: a, kind: curate, set: {{input: {records}}}}}\n"
+                         "    - {name: b, kind: curate, set: {input: '@a/dataset.jsonl'}}\n")  # fmt: skip
+    with pytest.raises(UserError, match=r"--until 'a' comes before --from 'b'"):
+        pipeline.plan(r, start="b", until="a")
+
+
+def test_a_finished_root_copied_elsewhere_is_still_finished(tmp_path, records):
+    import shutil
+
+    stages = (f"    - {{name: a, kind: curate, set: {{input: {records}}}}}\n"
+              "    - {name: b, kind: curate, set: {input: '@a/dataset.jsonl'}}\n")  # fmt: skip
+    pipeline.run(recipe(tmp_path, stages))
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copytree(tmp_path / "root", moved / "root")
+    assert [s.action for s in pipeline.plan(recipe(moved, stages))[1]] == ["skip", "skip"]
+    shutil.rmtree(moved / "root" / "b")
+    assert [(s.action, s.why) for s in pipeline.plan(recipe(moved, stages))[1]] == [
+        ("skip", "finished with the same config and inputs"), ("run", "first run")]
 
 
 @pytest.mark.slow

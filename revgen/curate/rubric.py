@@ -114,7 +114,7 @@ class VLLMRubric(Rubric):
         from revgen.generate import get_generator
         from revgen.models import load_tokenizer, resolve_model
 
-        model = _merged_or_plain(ref)
+        model = _merged_or_plain(ref, dtype)
         self.gen = get_generator("vllm", model, None, dtype=dtype, max_model_len=4096, options=engine or {}).load()
         super().__init__(None, load_tokenizer(resolve_model(model)), batch_size)
 
@@ -256,12 +256,12 @@ def digit_probabilities(content) -> list[float] | None:
     return None
 
 
-def _merged_or_plain(ref: str) -> str:
+def _merged_or_plain(ref: str, dtype: str = "auto") -> str:
     """vLLM serves plain model folders: an adapter dir is merged once into revgen's cache."""
     from pathlib import Path
 
     from revgen.models import adapter_base_model, merged_dir, resolve_model
 
     if (Path(ref) / "adapter_config.json").is_file():
-        return str(merged_dir(Path(ref), adapter_base_model(Path(ref))))
+        return str(merged_dir(Path(ref), adapter_base_model(Path(ref)), dtype))
     return resolve_model(ref)

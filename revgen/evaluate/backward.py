@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from revgen import config as cfgmod
-from revgen import runinfo, tasktypes
+from revgen import dtypes, runinfo, tasktypes
 from revgen.curate.dedup import normalize
 from revgen.dolly import load_pairs
 from revgen.errors import UserError
@@ -203,6 +203,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     info = {"command": "eval", "instruction_mix": mixes, "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg), "base_model": base,
             "adapter_sha256": runinfo.dir_hash(adapter), "rows": len(rows), "systems": results, "paired": paired,
+            "compute": {"generate": dtypes.choice(cfg.dtype), "score": dtypes.choice(cfg.dtype, stage="score")},
             "versions": runinfo.versions()}  # fmt: skip
     runinfo.write_json(out / "eval.json", info)
     with (out / "examples.jsonl").open("w", encoding="utf-8") as fh:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from revgen import config as cfgmod
-from revgen import runinfo
+from revgen import dtypes, runinfo
 from revgen.errors import UserError
 from revgen.stats import paired_ci, runs_ci
 
@@ -149,6 +149,7 @@ def evaluate_forward(cfg: ForwardEvalConfig) -> dict:
     info = {"command": "eval", "task": "forward", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg),
             "data": data, "rows": len(rows), "systems": {k: {"model": systems[k], **summarize([v], cfg.bootstrap, cfg.seed)}
                                                           for k, v in scored.items()},
+            "compute": {"generate": dtypes.choice(cfg.dtype), "score": dtypes.choice(cfg.dtype, stage="score")},
             "versions": runinfo.versions()}  # fmt: skip
     if cfg.against:
         info["difference_B_minus_A"] = compare([scored["A"]], [scored["B"]], cfg.bootstrap, cfg.seed)

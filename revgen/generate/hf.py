@@ -30,8 +30,10 @@ class HFGenerator(Generator):
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+        from revgen import dtypes
+
         cuda = torch.cuda.is_available()
-        dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if cuda else "float32")
+        dtype = self.compute_dtype = dtypes.resolve(self.dtype)
         self.device = "cuda" if cuda else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(self.adapter or self.model)
         attn = self.options.get("attn_implementation") or attention.choose(AutoConfig.from_pretrained(self.model), cuda)
@@ -40,6 +42,9 @@ class HFGenerator(Generator):
         if self.adapter:
             from peft import PeftModel
 
+            from revgen.models import check_adapter_weights
+
+            check_adapter_weights(self.adapter)
             model = PeftModel.from_pretrained(model, self.adapter)
             if self.merge:
                 model = model.merge_and_unload()
@@ -79,8 +84,12 @@ class HFGenerator(Generator):
         kv = 2 * cfg.num_hidden_layers * getattr(cfg, "num_key_value_heads", heads) * head_dim * size
         act = (4 * cfg.hidden_size + 3 * getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)) * size
         free, _ = torch.cuda.mem_get_info()
+        # what PyTorch holds cached but not in use is free to the next batch: counting it as used
+        # shrank every call after the first (a shard's KV cache stays reserved after its call)
+        allocated = torch.cuda.memory_allocated()
+        free += torch.cuda.memory_reserved() - allocated
         if self.options.get("max_memory_gib"):  # a smaller card, or a share of this one
-            free = min(free, int(float(self.options["max_memory_gib"]) * 2**30) - torch.cuda.memory_reserved())
+            free = min(free, int(float(self.options["max_memory_gib"]) * 2**30) - allocated)
         fraction = float(self.options.get("memory_fraction", 0.7))
         return max(1, int(fraction * free / ((kv + act) * n)))
 

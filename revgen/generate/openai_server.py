@@ -43,7 +43,6 @@ class OpenAIGenerator(Generator):
         self.base_url = o.get("base_url") or os.environ.get("OPENAI_BASE_URL")
         if not self.base_url:
             raise UserError("backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        self.served = o.get("served_model") or self.model
         key_env = o.get("api_key_env") or "OPENAI_API_KEY"
         key = os.environ.get(key_env) or ("EMPTY" if "api_key_env" not in o else None)
         if key is None:
@@ -53,9 +52,24 @@ class OpenAIGenerator(Generator):
         self._client_args = {"base_url": self.base_url, "api_key": key, "timeout": float(o.get("timeout", 120)),
                              "max_retries": int(o.get("max_retries", 6))}  # fmt: skip
         AsyncOpenAI(**self._client_args)  # bad arguments fail here, not on the first batch
+        self.served = o.get("served_model") or self._ask_served_model()
         self.text_prompts = bool(o.get("text_prompts", False))
         log.info("openai backend: %s at %s", self.served, public_url(self.base_url))
         return self
+
+    def _ask_served_model(self) -> str:
+        """No --served-model: the server's own list names it (one model served), else one clear error."""
+        from openai import OpenAI
+
+        try:
+            names = [m.id for m in OpenAI(**{**self._client_args, "max_retries": 2}).models.list()]
+        except Exception as exc:  # unreachable, 404 (no /models), a body that is not a list
+            raise UserError(f"backend openai: --served-model not given and {public_url(self.base_url)}/models "
+                            f"could not say which model it serves ({type(exc).__name__}); pass --served-model") from None
+        if len(names) != 1:
+            raise UserError(f"backend openai: the server serves {names or 'no models'}; pass --served-model NAME")
+        log.info("openai backend: the server serves %s", names[0])
+        return names[0]
 
     def generate(self, prompts, sampling: Sampling, seeds):
         return asyncio.run(self._all(prompts, sampling, seeds))
@@ -86,8 +100,18 @@ class OpenAIGenerator(Generator):
                             f"{str(exc.message)[:300]}") from None  # fmt: skip
         except openai.APIConnectionError as exc:
             raise UserError(f"server {public_url(self.base_url)} unreachable after retries: {exc}") from None
+        except (openai.APIResponseValidationError, ValueError) as exc:  # 200 with a body that is not JSON
+            raise UserError(f"server {public_url(self.base_url)} answered with a body that is not a completion: "
+                            f"{str(exc)[:200]}") from None  # fmt: skip
+        choices = getattr(res, "choices", None)
+        if not isinstance(choices, list) or len(choices) != sampling.n:
+            # a segment must end as a record or a dropped record, never vanish: an answer without its
+            # n choices stops the run (everything written so far is kept; a rerun resumes)
+            raise UserError(f"server {public_url(self.base_url)} answered {len(choices) if isinstance(choices, list) else 'no'}"
+                            f" choices for a request asking for {sampling.n} (model {self.served}); nothing of that "
+                            "batch was written")  # fmt: skip
         out = []
-        for choice in sorted(res.choices, key=lambda c: c.index):
+        for choice in sorted(choices, key=lambda c: c.index):
             text = choice.text or ""
             n_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             out.append(Completion(text, "length" if choice.finish_reason == "length" else "stop", n_tokens, len(prompt)))

@@ -1,7 +1,7 @@
 """vLLM backend: ``LLM.generate`` over token-id prompts, one seeded ``SamplingParams`` per prompt.
 
 A LoRA adapter is served unmerged through ``LoRARequest`` (``max_lora_rank`` read from
-adapter_config.json), or pre-merged into a bf16 copy of the base (the default on CPU, where
+adapter_config.json), or pre-merged into a copy of the base in the compute dtype (the default on CPU, where
 vLLM's LoRA path is ~20x slower). On CPU, ``VLLM_CPU_KVCACHE_SPACE`` defaults to 2 GiB.
 """
 
@@ -26,8 +26,15 @@ class VLLMGenerator(Generator):
         import torch
         from vllm import LLM
 
-        kwargs = {"model": self.model, "tokenizer": self.adapter or self.model, "max_model_len": self.max_model_len,
-                  "dtype": "bfloat16" if self.dtype == "auto" else self.dtype, "seed": 0,
+        from revgen import dtypes
+        from revgen.models import merged_dir
+
+        self.compute_dtype = dtypes.resolve(self.dtype)
+        model = self.model
+        if self.adapter and self.merge:  # vLLM serves plain folders: merge once into revgen's cache
+            model = str(merged_dir(self.adapter, self.model, self.compute_dtype))
+        kwargs = {"model": model, "tokenizer": self.adapter or self.model, "max_model_len": self.max_model_len,
+                  "dtype": self.compute_dtype, "seed": 0,
                   "enforce_eager": True, "disable_log_stats": True}  # fmt: skip
         if not torch.cuda.is_available():
             # vLLM-CPU's chunked prefill crashed seeded sampling on long prompts ("CPU Generator does not
@@ -37,12 +44,15 @@ class VLLMGenerator(Generator):
         if self.adapter and not self.merge:
             from vllm.lora.request import LoRARequest
 
+            from revgen.models import check_adapter_weights
+
+            check_adapter_weights(self.adapter)
             kwargs.update(enable_lora=True, max_lora_rank=_vllm_rank(adapter_rank(self.adapter)), max_loras=1)
             self.lora = LoRARequest("revgen-adapter", 1, str(self.adapter))
         kwargs.update(self.options)  # e.g. {"enforce_eager": False, "tensor_parallel_size": 2}
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        log.info("vLLM backend: %s%s", self.model, f" + LoRA {self.adapter}" if self.lora else "")
+        log.info("vLLM backend: %s%s, %s", model, f" + LoRA {self.adapter}" if self.lora else "", self.compute_dtype)
         return self
 
     def generate(self, prompts, sampling: Sampling, seeds):

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from revgen import runinfo, tasktypes
-from revgen.generate import Sampling, resolve_backend
+from revgen.generate import Sampling
+from revgen.generate.choose import choose_backend
 from revgen.models import adapter_base_model
 from revgen.progress import Progress
 from revgen.prompts import get_template
@@ -27,7 +28,7 @@ class SynthConfig:
     output_dir: str = "out/synth"
     adapter: str = "runs/backward"  # dir written by `revgen train` (adapter, tokenizer, template)
     model: str | None = None  # base model; default: the one the adapter was trained on
-    backend: str = "auto"  # auto: vllm when importable, else transformers
+    backend: str = "auto"  # auto: vllm when importable, transformers for a small job (generate/choose.py)
     merge: str | bool = "auto"  # auto: merge the adapter on CPU (vLLM-CPU LoRA is ~20x slower)
     dtype: str = "auto"
     text_field: str = "text"
@@ -76,6 +77,7 @@ class Context:
     adapter_sha256: str
     task_types: dict | None = None  # seed counts per type of a typed backward model (tasktypes.py)
     task_mix: dict | None = None  # forced types are drawn from this mix; None: the model names them
+    backend_why: str = ""  # why this backend (auto: vLLM, or transformers for a small job)
 
     @classmethod
     def build(cls, cfg: SynthConfig) -> "Context":
@@ -86,9 +88,13 @@ class Context:
         merge = (not torch.cuda.is_available()) if cfg.merge == "auto" else bool(cfg.merge)
         sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.num_candidates)
         types = tasktypes.load(adapter)
+        # a job bounded by max_docs is small enough to know: segments ~ documents (a long one splits)
+        job = cfg.max_docs * cfg.num_candidates * cfg.max_new_tokens if cfg.max_docs else None
+        backend, why = choose_backend(cfg.backend, job)
         return cls(cfg, adapter, get_template(str(adapter)), AutoTokenizer.from_pretrained(str(adapter)),
-                   resolve_backend(cfg.backend), merge, adapter_base_model(adapter, cfg.model), sampling,
-                   runinfo.dir_hash(adapter), types, tasktypes.parse_mix(cfg.task_mix, types, str(adapter)))  # fmt: skip
+                   backend, merge, adapter_base_model(adapter, cfg.model), sampling,
+                   runinfo.dir_hash(adapter), types, tasktypes.parse_mix(cfg.task_mix, types, str(adapter)),
+                   why)  # fmt: skip
 
     @property
     def meta(self) -> dict:

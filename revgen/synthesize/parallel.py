@@ -48,7 +48,7 @@ def run_data_parallel(ctx, out: Path) -> dict:
     if ctx.merge and ctx.backend == "vllm":  # merge once here, not N times in parallel
         from revgen.models import merged_dir
 
-        merged_dir(ctx.adapter, ctx.base)
+        merged_dir(ctx.adapter, ctx.base, ctx.cfg.dtype)
     procs = {r: _start(spec, out, r, n, devices) for r in range(n)}
     restarts = dict.fromkeys(procs, 0)
     started, last = time.time(), -1

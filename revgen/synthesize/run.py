@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from revgen import config as cfgmod
-from revgen import runinfo, shards
+from revgen import dtypes, runinfo, shards
 from revgen.errors import UserError
 from revgen.synthesize.core import Context, SynthConfig, work
 
@@ -163,9 +163,11 @@ def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
     info = {"command": "synthesize", "status": "running", "config": cfgmod.to_dict(cfg),
             "resume_hash": resume_hash(cfg), "identity": ident, "trust_remote_code": cfg.trust_remote_code,
             "base_model": ctx.base, "adapter": str(adapter),
-            "adapter_sha256": ctx.adapter_sha256, "backend": ctx.backend, "merged": ctx.merge,
+            "adapter_sha256": ctx.adapter_sha256, "backend": ctx.backend, "backend_why": ctx.backend_why, "merged": ctx.merge,
             "template": ctx.template.text, "sampling": ctx.sampling.as_dict(), "versions": runinfo.versions(),
             "environment": runinfo.device_info()}  # fmt: skip
+    if ctx.backend != "openai":  # a server computes in its own dtype
+        info["compute"] = dtypes.choice(cfg.dtype)
     if ctx.task_types:
         info.update(task_types=ctx.task_types, task_mix=ctx.task_mix or "auto")
     if cfg.base_url:  # never credentials in run.json

@@ -127,7 +127,7 @@ def load_generator(ctx):
                    "concurrency": cfg.concurrency, **({"api_key_env": cfg.api_key_env} if cfg.api_key_env else {})}
         return load_or_explain(get_generator("openai", base, str(adapter), options=options), base, str(adapter))
     try:
-        model, lora = (str(merged_dir(adapter, base)), None) if merge and backend == "vllm" else (base, str(adapter))
+        model, lora = (str(merged_dir(adapter, base, cfg.dtype)), None) if merge and backend == "vllm" else (base, str(adapter))
     except LOAD_ERRORS as exc:
         raise explain(exc, f"{base} with adapter {adapter}") from None
     max_len = cfg.engine.get("max_model_len") or cfg.max_input_tokens + 256 + cfg.max_new_tokens

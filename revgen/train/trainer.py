@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import random
 import sys
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from revgen import config as cfgmod
-from revgen import runinfo, tasktypes
+from revgen import dtypes, runinfo, tasktypes
 from revgen.dolly import BUNDLED, data_hash, load_pairs
 from revgen.errors import UserError
 from revgen.models import DEFAULT_MODEL, load_tokenizer, merge_adapter, resolve_model  # noqa: F401 (merge_adapter: public here too)
@@ -116,7 +117,7 @@ def plan(cfg: TrainConfig) -> Plan:
     if cfg.load_in_4bit is True and not runinfo.bnb_4bit_available():
         raise UserError("the recipe asks for 4-bit (load_in_4bit: true) but bitsandbytes is not importable here")
     four = cfg.load_in_4bit is True or (cfg.load_in_4bit == "auto" and cuda and runinfo.bnb_4bit_available())
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if runinfo.bf16_supported() else "float32")
+    dtype = dtypes.resolve(cfg.dtype, stage="train")
     attn = cfg.attn_implementation
     if attn == "auto":
         # Padding-free packing under SDPA attends over a block-diagonal mask of the whole flattened
@@ -161,7 +162,7 @@ def split_holdout(pairs: list[dict], holdout: float, seed: int):
     return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
 
 
-def sft_config(cfg: TrainConfig, p: Plan, has_eval: bool):
+def sft_config(cfg: TrainConfig, p: Plan, has_eval: bool, output_dir: str | None = None):
     from trl import SFTConfig
 
     # checkpoints by default (a killed run resumes from the last one, not from step 0), two kept
@@ -170,12 +171,19 @@ def sft_config(cfg: TrainConfig, p: Plan, has_eval: bool):
             "per_device_train_batch_size": 4, "num_train_epochs": 1, "lr_scheduler_type": "constant"}  # fmt: skip
     if has_eval:
         args.update(eval_strategy="epoch", per_device_eval_batch_size=8)
+    for key, value in cfg.trainer.items():  # trl takes 0 here and fails deep inside the data loader
+        if (key.endswith("batch_size") or key == "gradient_accumulation_steps") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"trainer.{key} must be an integer >= 1, got {value!r}")
     args.update(cfg.trainer)
-    args.update(output_dir=cfg.output_dir, max_length=cfg.max_length, packing=cfg.packing,
+    args.update(output_dir=output_dir or cfg.output_dir, max_length=cfg.max_length, packing=cfg.packing,
                 gradient_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed,
                 bf16=p.dtype == "bfloat16" or p.load_in_4bit, fp16=p.dtype == "float16",
                 use_cpu=p.device == "cpu")  # fmt: skip
-    return SFTConfig(**args)
+    try:
+        return SFTConfig(**args)
+    except (TypeError, ValueError) as exc:  # an unknown or inconsistent trl option
+        raise UserError(f"trainer: {str(exc).strip().splitlines()[0][:300]}") from None
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -186,9 +194,11 @@ def train(cfg: TrainConfig) -> dict:
 
     started = time.time()
     runinfo.set_threads(cfg.threads)
-    out = Path(cfg.output_dir)
-    resume_step = _prepare_output(out, cfg)
+    final = Path(cfg.output_dir)
     p = plan(cfg)
+    sft_config(cfg, p, bool(cfg.eval_holdout))  # a bad trainer value fails before anything is written
+    out = _work_dir(final, cfg)  # a finished model is replaced only once its successor is complete
+    resume_step = _prepare_output(out, cfg)
     log.info("plan: %s", p)
     if not p.load_in_4bit:
         log.info("training plain LoRA (no 4-bit): %s", "no CUDA" if p.device == "cpu" else "load_in_4bit false")
@@ -214,7 +224,7 @@ def train(cfg: TrainConfig) -> dict:
         layers = list(range(max(0, n_layers - layers), n_layers))
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=cfg.lora.target_modules, layers_to_transform=layers, task_type="CAUSAL_LM")  # fmt: skip
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, p, bool(held)), processing_class=tokenizer,
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, p, bool(held), str(out)), processing_class=tokenizer,
                          train_dataset=as_dataset(train_pairs), eval_dataset=as_dataset(held) if held else None,
                          peft_config=lora, callbacks=[timer])  # fmt: skip
     trainable, total = trainer.model.get_nb_trainable_parameters()
@@ -239,6 +249,7 @@ def train(cfg: TrainConfig) -> dict:
         "config": cfgmod.to_dict(cfg),
         "config_hash": cfgmod.config_hash(cfg),
         "plan": dataclasses.asdict(p),
+        "compute": dtypes.choice(cfg.dtype, stage="train"),
         "base_model": model_ref,
         "task": cfg.task,
         "template": template.text if cfg.task == "backward" else dataclasses.asdict(template),
@@ -262,11 +273,45 @@ def train(cfg: TrainConfig) -> dict:
         "environment": runinfo.device_info(),
     }
     if cfg.merge:
-        info["merged_dir"] = str(merge_adapter(out, model_ref, out / "merged"))
+        merge_adapter(out, model_ref, out / "merged")
+        info["merged_dir"] = str(final / "merged")
     info["wall_time_s"] = round(time.time() - started, 1)
     runinfo.write_json(out / "run.json", info)
-    log.info("saved adapter to %s (train loss %.3f, %d steps)", out, result.training_loss, info["steps"])
+    if out != final:
+        _replace(out, final)
+    log.info("saved adapter to %s (train loss %.3f, %d steps)", final, result.training_loss, info["steps"])
     return info
+
+
+def _work_dir(final: Path, cfg: TrainConfig) -> Path:
+    """Where this run trains: ``final`` itself, or beside it when it holds a finished model that
+    --overwrite replaces (the old model stays whole until the new one has written its run.json; a
+    failed or killed overwrite leaves it untouched and resumes from the staging dir's checkpoints)."""
+    import shutil
+
+    old = final.with_name(final.name + ".replaced")
+    if not final.exists() and (old / "run.json").is_file():  # killed between the two renames of _replace
+        os.replace(old, final)
+    if final.exists() and not final.is_dir():
+        raise UserError(f"output dir {final} is a file, not a folder")
+    if not (final / "run.json").is_file():
+        return final
+    if not cfg.overwrite:
+        raise UserError(f"{final} already holds a trained model (run.json); pass --overwrite to replace it, "
+                        "or choose another --output-dir")  # fmt: skip
+    staging = final.with_name(final.name + ".overwrite")
+    shutil.rmtree(old, ignore_errors=True)
+    log.warning("--overwrite: training into %s; %s is replaced when the new model is complete", staging, final)
+    return staging
+
+
+def _replace(staging: Path, final: Path) -> None:
+    import shutil
+
+    old = final.with_name(final.name + ".replaced")
+    os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 STARTED_FILE = "train-config.json"  # the config a run in progress was started with
