@@ -27,7 +27,7 @@ HELDOUT = ["tempfile", "datetime", "re", "textwrap", "heapq", "statistics", "ran
            "typing", "asyncio", "threading", "socket", "struct"]  # fmt: skip
 
 
-def passages(n: int, modules: list[str], min_words: int = 25) -> list[str]:
+def passages(n: int, modules: list[str], min_words: int = 25, code: bool = False) -> list[str]:
     out, seen = [], set()
     for name in modules:
         mod = importlib.import_module(name)
@@ -35,7 +35,7 @@ def passages(n: int, modules: list[str], min_words: int = 25) -> list[str]:
         for obj in objs:
             for para in (inspect.getdoc(obj) or "").split("\n\n"):
                 text = " ".join(para.split())
-                if len(text.split()) >= min_words and text not in seen and ">>>" not in text:
+                if len(text.split()) >= min_words and text not in seen and (code or ">>>" not in text):
                     seen.add(text)
                     out.append(text)
                     if len(out) == n:
@@ -49,13 +49,14 @@ def main():
     ap.add_argument("--docs", type=int, default=120)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--split", choices=["tune", "heldout"], default="heldout")
+    ap.add_argument("--code", action="store_true", help="also paragraphs that quote code (doctests)")
     args = ap.parse_args()
 
     from revgen.curate import CurateConfig, curate
     from revgen.synthesize import SynthConfig, synthesize
 
     tmp = Path(tempfile.mkdtemp(prefix="revgen-techdocs-"))
-    texts = passages(args.docs, TUNE if args.split == "tune" else HELDOUT)
+    texts = passages(args.docs, TUNE if args.split == "tune" else HELDOUT, code=args.code)
     corpus = tmp / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
     with timed() as t:
@@ -64,7 +65,7 @@ def main():
         stats = curate(CurateConfig(input=str(tmp / "synth"), output_dir=str(tmp / "cur"), report=False))
     counts = stats["counts"]
     records = synth["counts"]["records"]
-    res = {"split": args.split, "passages": len(texts), "records": records, "kept": counts["kept"],
+    res = {"split": args.split, "code": args.code, "passages": len(texts), "records": records, "kept": counts["kept"],
            "kept_share": round(counts["kept"] / max(records, 1), 3), "wall_s": round(t.s, 1),
            "drops": {k: v for k, v in counts.items() if k.startswith("dropped/") and v},
            "examples_dropped": [json.loads(x) for x in (tmp / "cur" / "rejected.jsonl").read_text().splitlines()[:8]]}  # fmt: skip

@@ -32,7 +32,8 @@ POSITIVE = (lambda v: v >= 1, "an integer >= 1")
 RULES = {
     **{k: POSITIVE for k in ("batch_size", "micro_batch_size", "shard_size", "max_docs", "max_input_tokens",
                              "max_new_tokens", "num_candidates", "max_rows", "max_length", "r", "alpha", "bands",
-                             "rows", "ngram", "bootstrap", "data_parallel", "copy_ngram", "k")},
+                             "rows", "ngram", "bootstrap", "data_parallel", "copy_ngram", "k",
+                             "concurrency")},
     **{k: (lambda v: v >= 0, "a number >= 0") for k in ("temperature", "min_words", "generate_rows", "max_restarts",
                                                         "max_words", "eval_holdout", "quant_skip_layers")},
     **{k: (lambda v: 0 <= v <= 1, "a number in [0, 1]") for k in ("threshold", "max_copy_overlap", "min_confidence",
@@ -40,7 +41,13 @@ RULES = {
                                                                    "max_duplicate_line_ratio", "max_top_2gram_ratio")},
     "top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "semantic_threshold": (lambda v: -1 <= v <= 1, "a cosine in [-1, 1]"),
+    # a key whose range belongs to its place ("Class.key") overrides the key's rule; None: the class
+    # checks it itself (a selection threshold is on its score's scale: curate/scorers.py Selection)
+    "Selection.threshold": None,
 }  # fmt: skip
+
+# Keys whose value is one of a few names, checked for every config that has the key.
+CHOICES = {"dtype": ("auto", "float32", "bfloat16", "float16")}  # revgen/dtypes.py
 
 SECTIONS = ("train", "forward", "synthesize", "curate", "eval", "eval_forward", "rewrite", "run")
 
@@ -97,6 +104,11 @@ def build(cls, values: dict, source: str = "config"):
     Fields typed ``dict`` are passed through as-is (validated by the consumer, e.g. SFTConfig).
     """
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    presets = getattr(cls, "PRESETS", None)
+    if presets and values.get("preset") not in (None, NULL):  # defaults < preset < recipe < CLI
+        if values["preset"] not in presets:
+            raise UserError(f"{source}: preset must be one of {sorted(presets)}, got {values['preset']!r}")
+        values = merge(presets[values["preset"]], values)
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise UserError(
@@ -115,7 +127,7 @@ def build(cls, values: dict, source: str = "config"):
             value = build(hint, value, f"{source} {name}")
         else:
             value = _denull(value)
-            check_value(name, value, hint, source)
+            check_value(name, value, hint, source, cls.__name__)
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -149,11 +161,13 @@ def _name(hint) -> str:
         "null" if hint is type(None) else getattr(typing.get_origin(hint) or hint, "__name__", str(hint)))
 
 
-def check_value(name: str, value, hint, source: str) -> None:
+def check_value(name: str, value, hint, source: str, owner: str = "") -> None:
     """Type and range of one config value; a mismatch is one error naming the key and what is allowed."""
     if not _allowed(value, hint):
         raise UserError(f"{source}: {name} must be {_name(hint)}, got {value!r}")
-    rule = RULES.get(name)
+    if name in CHOICES and value is not None and value not in CHOICES[name]:
+        raise UserError(f"{source}: {name} must be one of {', '.join(CHOICES[name])}, got {value!r}")
+    rule = RULES[f"{owner}.{name}"] if f"{owner}.{name}" in RULES else RULES.get(name)
     if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
         raise UserError(f"{source}: {name} must be {rule[1]}, got {value!r}")
 

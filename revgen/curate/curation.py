@@ -1,8 +1,9 @@
 """``revgen curate``: synthesized records -> filters -> dedup -> a clean dataset with its stats.
 
 Writes ``dataset.jsonl`` (fixed schema in the chosen format), ``rejected.jsonl`` (every dropped
-record with its reason and, for duplicates, the id it duplicates) and ``stats.json`` (counts
-per step and reason, the settings used). Input order is kept, so curating twice gives the same
+record with its reason and, for duplicates, the id it duplicates), ``stats.json`` (counts
+per step and reason, the settings used) and, when records were scored or judged, ``scores.jsonl``
+(line i: dataset row i's id and scores, so the strict schema stays loadable everywhere). Input order is kept, so curating twice gives the same
 bytes.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import typing
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from revgen import config as cfgmod
-from revgen import runinfo, shards
+from revgen import dtypes, runinfo, shards
 from revgen.curate.dedup import ExactDedup, NearDedup
 from revgen.curate.filters import FilterRunner, GopherQuality, instruction_filters
 from revgen.errors import UserError
@@ -119,6 +122,14 @@ class CurateConfig:
     score: ScoreSettings = field(default_factory=ScoreSettings)
     allow_partial: bool = False  # curate a synthesize run that is still running or was interrupted
     report: bool = True  # write report.html (plots of the funnel, lengths, mix, scores; examples)
+    preset: str | None = None  # a named set of defaults (PRESETS below); the recipe and --set still win
+
+    # Gopher's word-count and stop-word rules are for web paragraphs; on FAQ/Q&A corpora they drop
+    # good short answers ("The Nile, at about 6,650 km."). `short-answers` keeps answers of 3+ words
+    # and judges them by word shape only (bench/short_answers.py measures it on held-out Dolly).
+    PRESETS: typing.ClassVar[dict] = {
+        "short-answers": {"gopher": {"min_words": 3, "min_stop_words": None, "max_top_2gram_ratio": None}},
+    }
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -171,6 +182,38 @@ def export(record: dict, fmt: str) -> dict:
     return {"prompt": prompt, "completion": output}
 
 
+def _write(cfg: CurateConfig, tmp: dict, problems: dict):
+    """Filters, dedup, judge and scores over the input, written to the temp files in ``tmp``."""
+    with ExitStack() as stack:
+        files = {name: stack.enter_context(path.open("w", encoding="utf-8")) for name, path in tmp.items()}
+        rej, side = files["rejected.jsonl"], files.get("scores.jsonl")
+
+        def on_drop(record, reason, detail):
+            rej.write(shards.dumps({"id": record.get("id"), "reason": reason, **detail, "record": record}))
+
+        runner = FilterRunner(build_filters(cfg), on_drop)
+        kept = runner.run(read_records(cfg.input, problems))
+        judge_stats = score_stats = None
+        if cfg.judge.enabled:
+            kept, judge_stats = self_curate(list(kept), cfg.judge, runner.counts, on_drop)
+        if cfg.score.scorers:
+            kept, score_stats = score_and_select(list(kept), cfg, runner.counts, on_drop)
+        for row, record in enumerate(kept):
+            files["dataset.jsonl"].write(shards.dumps(export(record, cfg.format)))
+            if side is not None:  # the dataset keeps its strict schema; each row's scores travel beside it
+                side.write(shards.dumps(score_row(row, record)))
+    return runner, judge_stats, score_stats
+
+
+def score_row(row: int, record: dict) -> dict:
+    """A kept record's scores in ``scores.jsonl``: line ``row`` describes dataset.jsonl's line ``row``."""
+    meta = record.get("meta") or {}
+    out = {"row": row, "id": record.get("id"), "scores": meta.get("scores") or {}}
+    if "judge_score" in meta:
+        out["judge_score"] = meta["judge_score"]
+    return out
+
+
 def build_filters(cfg: CurateConfig) -> list:
     chain = instruction_filters(**asdict(cfg.instruction))
     if cfg.language.enabled:
@@ -202,21 +245,17 @@ def curate(cfg: CurateConfig) -> dict:
         raise UserError(f"output dir {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     problems: dict = {}
-    tmp = {name: out / f".{name}.tmp" for name in ("dataset.jsonl", "rejected.jsonl")}
-    with tmp["dataset.jsonl"].open("w", encoding="utf-8") as data, tmp["rejected.jsonl"].open("w", encoding="utf-8") as rej:
-
-        def on_drop(record, reason, detail):
-            rej.write(shards.dumps({"id": record.get("id"), "reason": reason, **detail, "record": record}))
-
-        runner = FilterRunner(build_filters(cfg), on_drop)
-        kept = runner.run(read_records(cfg.input, problems))
-        judge_stats = score_stats = None
-        if cfg.judge.enabled:
-            kept, judge_stats = self_curate(list(kept), cfg.judge, runner.counts, on_drop)
-        if cfg.score.scorers:
-            kept, score_stats = score_and_select(list(kept), cfg, runner.counts, on_drop)
-        for record in kept:
-            data.write(shards.dumps(export(record, cfg.format)))
+    scored = bool(cfg.judge.enabled or cfg.score.scorers)
+    names = ("dataset.jsonl", "rejected.jsonl") + (("scores.jsonl",) if scored else ())
+    tmp = {name: out / f".{name}.tmp" for name in names}
+    try:
+        runner, judge_stats, score_stats = _write(cfg, tmp, problems)
+    except BaseException:
+        for path in tmp.values():  # a failed curate leaves no half-written files behind
+            path.unlink(missing_ok=True)
+        raise
+    if not scored:
+        (out / "scores.jsonl").unlink(missing_ok=True)  # a stale sidecar must not describe new rows
     for name, path in tmp.items():
         path.replace(out / name)  # only complete files ever carry the final names
     for kind in ("bad_line", "torn_tail"):
@@ -270,6 +309,8 @@ def self_curate(records: list[dict], js: JudgeSettings, counts, on_drop) -> tupl
     stats = {"model": model, "adapter": js.adapter, "min_score": js.min_score, "scored": len(records),
              "unparsed": unparsed, "parse_rate": round(1 - unparsed / len(records), 4) if records else None,
              "scores": dict(sorted(hist.items()))}  # fmt: skip
+    if js.backend != "openai":
+        stats["compute"] = dtypes.choice(js.dtype)
     log.info("self-curation: %s", stats)
     return kept, stats
 
@@ -312,7 +353,8 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
 
         judge = f"{sc.served_model} at {public_url(sc.base_url or '')}"
     stats: dict = {"scorers": sc.scorers, "models": {"judge": judge, "forward": sc.forward, "backward": backward},
-                   "rubric_backend": sc.rubric_backend, "distribution": {}}  # fmt: skip
+                   "rubric_backend": sc.rubric_backend, "distribution": {},
+                   "compute": {"generate": dtypes.choice(sc.dtype), "score": dtypes.choice(sc.dtype, stage="score")}}  # fmt: skip
     if "rubric" in sc.scorers:
         stats["rubric_parse_rate"] = parse_rate
     for name in names:

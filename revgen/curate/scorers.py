@@ -24,6 +24,11 @@ from revgen.errors import UserError
 SCORERS = ("rubric", "ifd", "cycle")
 RUBRIC_BACKENDS = ("transformers", "vllm", "openai")
 HIGHER_IS_BETTER = {"rubric": True, "ifd": False, "cycle": True}
+# each score's scale, for checking a selection threshold: (low, high, in words)
+SCALES = {"rubric": (1, 5, "the rubric's expected score in [1, 5]"),
+          "rubric_argmax": (1, 5, "the rubric's most likely score in [1, 5]"),
+          "ifd": (0, math.inf, "a perplexity ratio > 0 (lower is better; 1 = the instruction does not help)"),
+          "cycle": (-math.inf, 0, "a mean log-probability <= 0 (e.g. -1.5)")}  # fmt: skip
 
 
 def load_model(ref: str, dtype: str = "auto"):
@@ -88,9 +93,12 @@ class Selection:
     top_fraction: float | None = None
 
     def __post_init__(self):
-        base = self.score.removesuffix("_argmax")
-        if base not in HIGHER_IS_BETTER:
-            raise UserError(f"select.score must be one of {sorted(HIGHER_IS_BETTER)}, got {self.score!r}")
+        if self.score not in SCALES:
+            raise UserError(f"select.score must be one of {sorted(SCALES)}, got {self.score!r}")
+        if self.threshold is not None:
+            low, high, words = SCALES[self.score]
+            if not low <= self.threshold <= high or (self.score == "ifd" and self.threshold == 0):
+                raise UserError(f"select.threshold for {self.score} must be {words}, got {self.threshold}")
         if self.top_k is not None and self.top_k < 1:
             raise UserError(f"select.top_k must be at least 1, got {self.top_k}")
         if self.top_fraction is not None and not 0 < self.top_fraction <= 1:

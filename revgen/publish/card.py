@@ -9,6 +9,7 @@ license is declared by the user or read from the corpus's own card, never guesse
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -161,7 +162,7 @@ def render(path: str | Path, *, license: str | None = None, language: list[str] 
             load_args=f'"{repo_id}"' if repo_id else f'"json", data_files="{_local_files(run)}"', trl_snippet=_trl_snippet(run.format),
             pipeline=_pipeline(run), template=(run.synth or {}).get("template", "not recorded"),
             synth_counts=_synth_counts(run), counts=_counts(run), filters=_filters(run),
-            judge=(run.stats or {}).get("judge"), examples=examples, model_note=_model_note(run),
+            judge=(run.stats or {}).get("judge"), scores=_scores(run), examples=examples, model_note=_model_note(run),
             revgen_version=__version__, report=(run.path / "report.html").is_file() and run.kind == "curated",
             rewrite=_rewrite(run),
         )  # fmt: skip
@@ -169,6 +170,17 @@ def render(path: str | Path, *, license: str | None = None, language: list[str] 
         raise UserError(f"card template {template or TEMPLATE}: its YAML header does not parse ({str(exc)[:200]})") from None
     _check_metadata(str(card), template or TEMPLATE)
     return card
+
+
+def _scores(run) -> dict | None:
+    """The curation scores, where each kept row's values are (scores.jsonl), and how they selected."""
+    sc = (run.stats or {}).get("scores")
+    if not sc or run.kind != "curated":
+        return None
+    select = ((run.stats or {}).get("config") or {}).get("score", {}).get("select")
+    return {"names": ", ".join(f"`{n}`" for n in sc.get("distribution", {})) or ", ".join(sc.get("scorers", [])),
+            "select": json.dumps(select) if select else "none (scored only)",
+            "file": "scores.jsonl" if (run.path / "scores.jsonl").is_file() else None}  # fmt: skip
 
 
 def _check_metadata(text: str, template) -> None:
@@ -188,8 +200,19 @@ def _check_metadata(text: str, template) -> None:
 def write(path: str | Path, **kwargs) -> Path:
     run = kwargs.pop("run", None) or collect(path)
     card = render(path, run=run, **kwargs)
+    return save_local(path, scrub(str(card), run))
+
+
+def save_local(path: str | Path, text: str) -> Path:
+    """The card as ``path/README.md``. A README.md revgen did not write (no revgen section) is the
+    owner's: the card's section is merged into it, as on the Hub, instead of replacing it."""
     out = Path(path) / CARD_FILE
-    out.write_text(scrub(str(card), run), encoding="utf-8")
+    old = out.read_text(encoding="utf-8") if out.is_file() else None
+    if old and not _BLOCK.search(old):
+        text = merge(text, old)
+    tmp = out.with_name(f".{CARD_FILE}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
     return out
 
 

@@ -33,7 +33,6 @@ def push(path: str | Path, repo_id: str, *, private: bool = False, license: str 
         raise UserError("HF_HUB_OFFLINE is set: pushing needs the network; unset it for this command")
     text = card.scrub(str(card.render(path, license=license, language=language, pretty_name=pretty_name,
                                       repo_id=repo_id, run=run)), run)  # fmt: skip
-    (path / card.CARD_FILE).write_text(text, encoding="utf-8")
     endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
     api = HfApi(endpoint=endpoint, token=token)
     done: list[str] = []
@@ -59,6 +58,7 @@ def push(path: str | Path, repo_id: str, *, private: bool = False, license: str 
         half = " The data is on the Hub without its card: rerun `revgen push` to add it." if done else ""
         raise UserError(f"push to {repo_id} ({endpoint}): could not {stage}: {type(exc).__name__}: {msg}\n"
                         f"Published so far: {', '.join(done) or 'nothing'}.{half}") from None  # fmt: skip
+    card.save_local(path, text)  # after the push: a failed one leaves a hand-written README.md as it was
     url = f"{endpoint}/datasets/{repo_id}"
     log.info("pushed %s rows to %s (data commit %s)", run.n_rows, url, data.oid[:12])
     return {"url": url, "rows": run.n_rows, "files": [name for name, _ in files] + [card.CARD_FILE]}
@@ -81,7 +81,7 @@ def _data_files(run: card.Run) -> list[tuple[str, Path]]:
         files = [("data/train.jsonl", run.data_files[0])]
     else:
         files = [(f"data/train-{f.stem}.jsonl", f) for f in run.data_files]
-    for name in ("stats.json", "run.json"):
+    for name in ("stats.json", "run.json", "scores.jsonl"):  # scores.jsonl: line i = train.jsonl row i
         if (run.path / name).is_file():
             files.append((f"revgen/{name}", run.path / name))
     if run.kind == "curated" and (run.path / "report.html").is_file():  # the card shows two of its plots

@@ -12,17 +12,33 @@ from tests.helpers import write_jsonl
 
 
 def test_selection_keeps_exactly_what_it_should():
-    vals = [0.9, 0.1, 0.5, 0.5, 0.7]
-    assert scorers.Selection("cycle", top_k=2).keep(vals) == [True, False, False, False, True]
-    assert scorers.Selection("ifd", top_k=2).keep(vals) == [False, True, True, False, False]  # lower is better; ties: first
-    assert scorers.Selection("rubric", threshold=0.5).keep(vals) == [True, False, True, True, True]
-    assert scorers.Selection("ifd", threshold=0.5).keep(vals) == [False, True, True, True, False]
-    assert scorers.Selection("cycle", top_fraction=0.4).keep(vals) == [True, False, False, False, True]
-    assert scorers.Selection("cycle", threshold=0.6, top_k=1).keep(vals) == [True, False, False, False, False]
+    cycle, ifd, rubric = [-0.1, -0.9, -0.5, -0.5, -0.3], [0.9, 0.1, 0.5, 0.5, 0.7], [4.6, 1.2, 3.0, 3.0, 4.1]
+    assert scorers.Selection("cycle", top_k=2).keep(cycle) == [True, False, False, False, True]
+    assert scorers.Selection("ifd", top_k=2).keep(ifd) == [False, True, True, False, False]  # lower is better; ties: first
+    assert scorers.Selection("rubric", threshold=3.0).keep(rubric) == [True, False, True, True, True]
+    assert scorers.Selection("ifd", threshold=0.5).keep(ifd) == [False, True, True, True, False]
+    assert scorers.Selection("cycle", top_fraction=0.4).keep(cycle) == [True, False, False, False, True]
+    assert scorers.Selection("cycle", threshold=-0.4, top_k=1).keep(cycle) == [True, False, False, False, False]
+
+
+def test_a_selection_threshold_is_on_its_scores_scale_through_the_config():
+    """The README's `select: {score: rubric, threshold: 4.0}` and a (negative) cycle threshold are
+    accepted where a recipe puts them; a threshold off the named score's scale is refused naming it."""
+    from revgen import config as cfgmod
+
+    for sel in ({"score": "rubric", "threshold": 4.0}, {"score": "cycle", "threshold": -1.5},
+                {"score": "ifd", "threshold": 1.2}, {"score": "rubric_argmax", "threshold": 4}):  # fmt: skip
+        assert cfgmod.build(scorers.Selection, sel, "recipe r.yaml").threshold == sel["threshold"]
+    for sel, match in (({"score": "rubric", "threshold": 0.5}, r"for rubric must be the rubric's expected score in \[1, 5\]"),
+                       ({"score": "cycle", "threshold": 0.5}, r"for cycle must be a mean log-probability <= 0 \(e.g. -1.5\), got 0.5"),
+                       ({"score": "ifd", "threshold": 0}, r"for ifd must be a perplexity ratio > 0")):  # fmt: skip
+        with pytest.raises(UserError, match=match):
+            cfgmod.build(scorers.Selection, sel, "recipe r.yaml")
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"score": "vibes"}, "select.score must be one of"),
+    ({"score": "cycle_argmax"}, "select.score must be one of"),
     ({"score": "cycle", "top_k": 0}, "top_k must be at least 1"),
     ({"score": "cycle", "top_fraction": 1.5}, r"top_fraction must be in \(0, 1\]"),
 ])  # fmt: skip
@@ -120,8 +136,25 @@ def test_curate_scores_select_and_keeps_scores_in_rejected(tmp_path, dolly_rows,
     again = run("b", select={"score": "ifd"}, best_of_candidates=True)
     assert (tmp_path / "a" / "dataset.jsonl").read_bytes() == (tmp_path / "b" / "dataset.jsonl").read_bytes()
     assert again["scores"]["distribution"] == stats["scores"]["distribution"]
-    top = run("c", select={"score": "ifd", "top_k": 3})
+    top = run("c", select={"score": "ifd", "top_k": 3, "threshold": 50.0})
     assert top["counts"]["kept"] == 3
+    # every kept row's scores travel beside the strict-schema data: line i of scores.jsonl is row i
+    data = (tmp_path / "c" / "dataset.jsonl").read_text().splitlines()
+    side = [json.loads(x) for x in (tmp_path / "c" / "scores.jsonl").read_text().splitlines()]
+    by_id = {r["id"]: r for r in recs}
+    assert [s["row"] for s in side] == [0, 1, 2] and all(set(json.loads(d)) == {"instruction", "input", "output"} for d in data)
+    assert [(by_id[s["id"]]["instruction"], by_id[s["id"]]["output"]) for s in side] == [
+        (json.loads(d)["instruction"], json.loads(d)["output"]) for d in data]
+    kept_scores = [s["scores"]["ifd"] for s in side]
+    stats_c = json.loads((tmp_path / "c" / "stats.json").read_text())
+    dropped = [json.loads(x)["scores"]["ifd"] for x in (tmp_path / "c" / "rejected.jsonl").read_text().splitlines()]
+    assert max(kept_scores) <= min(dropped) and stats_c["scores"]["distribution"]["ifd"]["n"] == 12
+    from revgen.publish.card import write as write_card
+
+    card = write_card(tmp_path / "c", license="cc-by-sa-3.0").read_text()
+    assert "### Curation scores" in card and "`scores.jsonl`" in card and '"top_k": 3' in card
+    curate(cfgmod.build(CurateConfig, {**cfg, "output_dir": str(tmp_path / "c")}))  # unscored: no stale sidecar
+    assert not (tmp_path / "c" / "scores.jsonl").exists()
 
 
 def _tok(token, logprob, top=()):

@@ -159,9 +159,16 @@ def test_push_failures_say_what_was_published(dataset, hub, monkeypatch):
     assert "Published so far: data (6 files)" in res.output and "without its card" in res.output
     assert TOKEN not in res.output and "README.md" not in hub.repos["me/half"]["files"]
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    readme = dataset / "README.md"
+    kept = readme.read_bytes() if readme.exists() else None
+    readme.write_text("# My own notes on this data\n\nHand-written.\n")
     res = run("--repo-id", "me/offline")
     assert res.exit_code != 0 and "could not create the dataset repo" in res.output
     assert "Published so far: nothing" in res.output
+    assert readme.read_text() == "# My own notes on this data\n\nHand-written.\n"  # a failed push touches no local file
+    merged = card.write(dataset, license="cc-by-sa-3.0").read_text()  # the owner's README gains revgen's section
+    assert "Hand-written." in merged and "<!-- revgen:begin" in merged
+    readme.write_bytes(kept) if kept is not None else readme.unlink()
     monkeypatch.delenv("HF_TOKEN")
     res = run("--repo-id", "me/notoken")
     assert res.exit_code != 0 and "no Hugging Face token" in res.output

@@ -54,9 +54,20 @@ class _Patterns(Filter):
         return bool(self._re and self._re.search(text))
 
 
+def _headings() -> str:
+    """Every '### Heading:' a revgen template renders (seed, Alpaca with and without input), plus
+    the other roles prompt formats use, so any of them leaking into an instruction is caught."""
+    from revgen import prompts
+
+    found = {m.lower() for t in (prompts.SEED_TEMPLATE, prompts.ALPACA, prompts.ALPACA_INPUT)
+             for m in re.findall(r"###\s*(\w+):", t)}  # fmt: skip
+    found |= {"output", "answer", "question", "context", "assistant", "user", "system", "human", "explanation"}
+    return "|".join(sorted(found))
+
+
 class TemplateLeak(_Patterns):
     name = "template_leak"
-    patterns = (r"###\s*(?:response|input|instruction)\b", r"<\|im_(?:start|end)\|>", r"</?s>")
+    patterns = (rf"###\s*(?:{_headings()})\b", r"<\|im_(?:start|end)\|>", r"</?s>")
 
     def __call__(self, r):
         return not self.hit(r["instruction"])
@@ -87,8 +98,30 @@ class UnseenReference(_Patterns):
                 r"\bbased on (?:the|this) (?:information|text|passage|input|context)\b",
                 r"\b(?:above|aforementioned)\b", r"\baccording to the (?:text|passage|article|author)\b")  # fmt: skip
 
+    NOUN = re.compile(r"\b(?:this|the|above|given|following|provided|preceding) (\w+)", re.I)
+
     def __call__(self, r):
-        return bool(r.get("input", "").strip()) or not self.hit(r["instruction"])
+        if r.get("input", "").strip() or not self.hit(r["instruction"]):
+            return True
+        # "Return the text with tabs expanded" about a function whose parameter is `text`: the passage
+        # names it as code, so "the text" is that parameter, not a text the reader cannot see.
+        text = r["instruction"]
+        masked = self.NOUN.sub(lambda m: "" if _identifier(m.group(1), r.get("output", "")) or _introduced(m, text)
+                               else m.group(0), text)  # fmt: skip
+        return not self.hit(masked)
+
+
+def _introduced(m: re.Match, text: str) -> bool:
+    """"Write a short story about X. The story should ...": the noun names what the instruction
+    itself asked for earlier ("a short story"), not a text the reader lacks."""
+    return bool(re.search(rf"\ban?\s+(?:[\w-]+\s+){{0,3}}{re.escape(m.group(1))}\b", text[: m.start()], re.I))
+
+
+def _identifier(name: str, passage: str) -> bool:
+    """``name`` appears in the passage as code: in backticks, as a parameter (``f(text, n)``,
+    ``text=``), or a parameter list entry (``text: str``)."""
+    n = re.escape(name)
+    return bool(re.search(rf"`{n}`|[(,*]\s*{n}\s*[,)=:]|\b{n}\s*=[^=]|^\s*{n}\s*:", passage, re.M))
 
 
 class MediaWords(_Patterns):
@@ -97,8 +130,23 @@ class MediaWords(_Patterns):
     name = "media_word"
     # Alpaca's list less "music", "file(s)" and "plot": a model can discuss music, files and a story's
     # plot; those three rejected good human instructions (bench/scoring.py, tuned on the S+U split).
-    patterns = (r"\b(?:image|images|graph|graphs|picture|pictures|map|maps|draw|video|videos|"
-                r"audio|flowchart|diagram|diagrams)\b", r"\bgo to\b")  # fmt: skip
+    # A media word counts only in media context: something to make or perceive ("draw a map",
+    # "generate an image of", "watch the video"), or one to look at that the reader lacks ("the
+    # attached picture", "in the image", "the diagram below"). "the encoding map from a decoding
+    # map", "a graph and a tree" and "video compression" are about things a text can discuss.
+    VISUAL = r"(?:image|images|picture|pictures|photo|photos|photograph|video|videos|audio|flowchart|flowcharts|" \
+             r"diagram|diagrams|chart|charts|drawing)"
+    MEDIA = rf"(?:{VISUAL}|map|maps|graph|graphs)"  # a map or graph may also be a data structure
+    MAKE = r"(?:generate|create|make|produce|design|render|show|display|upload|attach|record|film|take|edit|watch|" \
+           r"listen to|view|look at|see|observe)"
+    patterns = (rf"\b{MAKE}\W+(?:(?:an?|the|this|that|some|your|my)\W+)?(?:\w+\W+){{0,2}}?{VISUAL}\b",
+                r"^\s*(?:please\s+)?(?:draw|sketch|paint|plot)\b",
+                rf"\b(?:draw|sketch|paint)\W+(?:\w+\W+){{0,3}}?{MEDIA}\b",
+                rf"\b(?:this|that|these|those|attached|following|above|below|given|provided|shown)\s+{MEDIA}\b",
+                rf"\b{MEDIA}\s+(?:below|above|attached|provided|shown)\b",
+                rf"\bin\s+(?:the|this)\s+{MEDIA}\b",
+                rf"\b(?:describe|caption|label|analy[sz]e|interpret)\s+(?:the|this|these)\s+{MEDIA}\b",
+                r"\bgo to\b")  # fmt: skip
 
     def __call__(self, r):
         return not self.hit(r["instruction"])
@@ -107,9 +155,11 @@ class MediaWords(_Patterns):
 class CopiesOutput(Filter):
     """The instruction restates the output: share of its word n-grams found in the output.
 
-    Questions are exempt: human answers restate the question they answer ("Who is the best F1
-    driver" -> "Who is the best F1 driver has been debated..."), which is good data, while a request
-    that copies the text ("The Nile is the longest river in Africa.") is what this catches."""
+    Questions and requests are exempt: human answers restate the question they answer ("Who is the
+    best F1 driver" -> "Who is the best F1 driver has been debated..."), and the items a request
+    names ("Classify each of the following as a title by Asimov or Verne: ...", "Name all the books
+    in ..."), which is good data, while a statement that copies the text ("The Nile is the longest
+    river in Africa.") is what this catches."""
 
     name = "copies_output"
 
@@ -120,7 +170,7 @@ class CopiesOutput(Filter):
         if self.max_overlap is None:
             return True
         iw, ow = words(r["instruction"]), words(r["output"])
-        if len(iw) < self.n or r["instruction"].rstrip().endswith("?") or (iw and iw[0] in QUESTION_WORDS):
+        if len(iw) < self.n or r["instruction"].rstrip().endswith("?") or (iw and iw[0] in QUESTION_WORDS | IMPERATIVES):
             return True
         grams = {tuple(iw[i : i + self.n]) for i in range(len(iw) - self.n + 1)}
         out = {tuple(ow[i : i + self.n]) for i in range(len(ow) - self.n + 1)}
@@ -144,6 +194,11 @@ IMPERATIVES = {
 }  # fmt: skip
 
 
+# A leading condition before the request: "Given X, ...", "Using X, ...", "If X, ...", "For each X, ...".
+LEAD_CLAUSE = re.compile(r"^\s*(?:given|using|with|for(?: each| every)?|from|if|when|assuming|based on|in|after|"
+                         r"before|starting from)\b[^,.;:?!]{1,160},\s*", re.I)
+
+
 class NotInstruction(Filter):
     """Neither a question nor a request: no '?', no question word or imperative in the first words."""
 
@@ -158,6 +213,7 @@ class NotInstruction(Filter):
         text = r["instruction"]
         if "?" in text:
             return True
+        text = LEAD_CLAUSE.sub("", text)  # "Given a module name, find ..." is the request "find ..."
         for sentence in re.split(r"(?<=[.!:;])\s+", text):
             head = words(sentence)[: self.lookahead]
             if any(w in QUESTION_WORDS or w in IMPERATIVES for w in head):

@@ -2,17 +2,29 @@
 
 Published defaults: 50-100,000 words, mean word length 3-10, >= 80% of words with an alphabetic
 character, >= 2 English stop words (1 under 50 words), <= 30% duplicated lines, top 2-gram <= 20% of characters.
+Word length and alphabetic share are measured on the prose around any code the text quotes
+(``prose_tokens``), so a docstring with ``f(x) == [1, 2]`` in it is judged by its sentences.
 For short segments lower ``min_words``; any threshold set to None is off. Never applied to
 instructions.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from revgen.curate.filters.base import Filter
 
 STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
+# Code quoted in prose (docstrings, READMEs): backticked spans, doctest and indented lines, and
+# tokens shaped like code (calls, operators, brackets, dotted or snake_case names).
+CODE_SPAN = re.compile(r"```.*?```|`[^`\n]+`|^(?:>>>|\.\.\.|    |\t).*$", re.S | re.M)
+CODE_TOKEN = re.compile(r"^(?:>>>|\.\.\.)$|[()\[\]{}=<>|\\]|^[-+*/%^&~]+$|\w[._]\w")
+
+
+def prose_tokens(text: str) -> list[str]:
+    """The words of ``text`` outside the code it quotes: what Gopher's word-shape rules are about."""
+    return [t for t in CODE_SPAN.sub(" ", text).split() if not CODE_TOKEN.search(t)]
 
 
 class GopherQuality(Filter):
@@ -44,12 +56,16 @@ class GopherQuality(Filter):
             return False, "too_many_words"
         if n == 0:
             return False, "empty"
-        mean = sum(map(len, toks)) / n
+        # word shape (length, alphabetic share) is judged on the prose; text that is mostly code keeps
+        # all its tokens, so a page of symbols still fails
+        prose = prose_tokens(text)
+        shape = prose if len(prose) >= max(5, n // 3) else toks
+        mean = sum(map(len, shape)) / len(shape)
         if self.min_mean_word_length is not None and mean < self.min_mean_word_length:
             return False, "short_words"
         if self.max_mean_word_length is not None and mean > self.max_mean_word_length:
             return False, "long_words"
-        if self.min_alpha_ratio is not None and sum(any(c.isalpha() for c in t) for t in toks) / n < self.min_alpha_ratio:
+        if self.min_alpha_ratio is not None and sum(any(c.isalpha() for c in t) for t in shape) / len(shape) < self.min_alpha_ratio:
             return False, "not_alphabetic"
         lower = [t.lower().strip(".,;:!?\"'()") for t in toks]
         if self.min_stop_words is not None and sum(t in STOP_WORDS for t in lower) < self.stop_words_needed(n):
