@@ -32,6 +32,11 @@ def _push(path, repo_id, private=False, license_=None, languages=()) -> None:
 def setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose >= 0 else logging.WARNING
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from revgen.redact import LogFilter
+
+    for handler in logging.getLogger().handlers:  # every line printed, the HTTP client's request log included
+        if not any(isinstance(f, LogFilter) for f in handler.filters):
+            handler.addFilter(LogFilter())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,7 +69,7 @@ def env(as_json: bool) -> None:
 @click.option("--model", help="Base model: 'smollm2-135m' (default), a local HF folder or a Hub id.")
 @click.option("--data", "data", multiple=True,
               help="'dolly-sample' (bundled), a .jsonl/.json/.parquet file, a curate dir or a Hub id (repeatable).")
-@click.option("--data-cap", "data_caps", multiple=True, type=int,
+@click.option("--data-cap", "data_caps", multiple=True, type=click.IntRange(min=1),
               help="Rows to take from the --data at the same position (repeatable).")
 @click.option("-o", "--output-dir", help="Where the adapter and run.json go.")
 @click.option("--context", type=click.Choice(["ignore", "append", "drop"]), help="Dolly context handling.")
@@ -171,17 +176,18 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, **flags) -> Non
 @click.option("-o", "--output-dir", help="Where dataset.jsonl, rejected.jsonl and stats.json go.")
 @click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "messages", "prompt-completion"]))
 @click.option("--allow-partial", is_flag=True, default=None, help="Curate a synthesize run that is not complete.")
+@click.option("--preset", help="Named defaults: short-answers (FAQ/Q&A corpora: answers of 3+ words kept).")
 @push_opt
 @private_opt
 @license_opt
 @set_opt
-def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_, allow_partial) -> None:
+def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_, allow_partial, preset) -> None:
     """Filter and deduplicate synthesized records (a synthesize dir or a .jsonl) into a dataset."""
     from revgen.curate.curation import CurateConfig, counts_table
     from revgen.curate.curation import curate as run
 
     overrides = cfgmod.merge({"input": input_path, "output_dir": output_dir, "format": fmt,
-                              "allow_partial": allow_partial}, cfgmod.parse_overrides(sets))  # fmt: skip
+                              "allow_partial": allow_partial, "preset": preset}, cfgmod.parse_overrides(sets))  # fmt: skip
     cfg = cfgmod.load(CurateConfig, "curate", recipe, overrides)
     stats = run(cfg)
     click.echo(counts_table(stats["counts"]), err=True)

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from revgen import config as cfgmod
-from revgen import runinfo, shards
+from revgen import dtypes, runinfo, shards
 from revgen.curate.filters.instruction import Refusal
 from revgen.errors import UserError
+from revgen.redact import redact
 
 log = logging.getLogger(__name__)
 PROMPT = ("Answer the instruction below as a helpful AI assistant. Use only the information in the passage; "
@@ -48,6 +49,8 @@ class RewriteConfig:
     min_recall: float | None = 0.3
     max_novel: float | None = 0.5
     engine: dict = field(default_factory=dict)
+    allow_partial: bool = False  # rewrite a synthesize run that is still running or was interrupted (as curate)
+    trust_remote_code: bool = False  # the rewriter's own Python code runs only when opted in (as synthesize)
 
 
 def content_words(text: str) -> set[str]:
@@ -76,6 +79,15 @@ def grounding(instruction: str, passage: str, rewrite: str, finish: str, min_rec
     return None
 
 
+def _input_hash(rows: list[dict]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps([r.get("id"), r.get("instruction"), r.get("output")], ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
 def _records(source: str) -> list[dict]:
     path = Path(source)
     if path.is_dir() and (path / "dataset.jsonl").is_file():
@@ -102,22 +114,37 @@ def _records(source: str) -> list[dict]:
 
 
 def rewrite(cfg: RewriteConfig) -> dict:
+    from revgen.curate.curation import check_source
     from revgen.generate import Sampling, get_generator
     from revgen.models import resolve_model
+    from revgen.synthesize.run import check_remote_code
     from revgen.synthesize.shardwork import load_or_explain
 
+    check_remote_code(cfg.engine, cfg.trust_remote_code)  # one gate for every model load
+    partial = check_source(cfg.input, cfg.allow_partial)  # the same rule curate applies to its input
     rows = _records(cfg.input)
     out = Path(cfg.output_dir)
     shard_dir = out / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
-    model = resolve_model(cfg.model) if cfg.backend != "openai" else cfg.model
+    # the tokenizer (and chat template) always comes from a local folder or the converted default, never a
+    # Hub fetch; with --backend openai the server is asked which model it serves when --served-model is not given
+    model = resolve_model(cfg.model)
     info = {"command": "rewrite", "status": "running", "config": cfgmod.to_dict(cfg), "model": model, "prompt": PROMPT,
-            "versions": runinfo.versions()}  # fmt: skip
+            "input_sha256": _input_hash(rows), "partial_input": partial, "versions": runinfo.versions()}  # fmt: skip
+    if cfg.backend != "openai":  # a server computes in its own dtype
+        info["compute"] = dtypes.choice(cfg.dtype)
     prev = out / "run.json"
-    if prev.is_file() and json.loads(prev.read_text()).get("config") != info["config"]:
-        raise UserError(f"{out} holds a rewrite made with another config; use another --output-dir")
+    if prev.is_file():
+        before = json.loads(prev.read_text())
+        if before.get("config") != redact(info["config"]):  # stored redacted
+            raise UserError(f"{out} holds a rewrite made with another config; use another --output-dir")
+        if before.get("input_sha256", info["input_sha256"]) != info["input_sha256"]:
+            raise UserError(f"{out} holds rewrites of other input: {cfg.input} changed since; use another --output-dir")
     runinfo.write_json(prev, info)
     options = {**cfg.engine, **({"base_url": cfg.base_url, "served_model": cfg.served_model} if cfg.backend == "openai" else {})}
+    if cfg.trust_remote_code and cfg.backend != "openai":
+        options = {**options, "trust_remote_code": True} if cfg.backend == "vllm" else {
+            **options, "model_kwargs": {**options.get("model_kwargs", {}), "trust_remote_code": True}}  # fmt: skip
     gen, per_unit = None, 2 if cfg.keep_original else 1
     sampling = Sampling(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
     try:

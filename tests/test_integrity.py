@@ -73,6 +73,25 @@ CASES = [
     (["curate", "{tmp}/recs.jsonl", "-o", "{tmp}/afile"], r"output dir .*afile is a file"),
     (["eval", "--adapter", "{adapter}", "--set", "max_rows=0"], r"max_rows must be an integer >= 1"),
     (["eval", "--task", "forward", "--model-dir", "{adapter}", "-o", "{out}"], r"not a forward model"),
+    # issue #26's classes: silent wrongs and tracebacks turned into one clear error
+    (["train", "--set", "trainer.per_device_train_batch_size=0"], r"trainer.per_device_train_batch_size must be an integer >= 1"),
+    (["train", "--task", "forward", "--data", "{tmp}/recs.jsonl", "--data-cap", "0"], r"--data-cap.*0 is not in the range x>=1"),
+    (["synthesize", "{corpus}", "--adapter", "{adapter}", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
+      "--concurrency", "0"], r"concurrency must be an integer >= 1"),
+    (["synthesize", "{corpus}", "--adapter", "{adapter}", "--set", "dtype=fp8", "-o", "{out}"], r"dtype must be one of auto"),
+    (["curate", "{tmp}/recs.jsonl", "-o", "{out}", "--set", "score.scorers=[cycle]", "--set", "score.select.score=cycle",
+      "--set", "score.select.threshold=0.5"], r"threshold for cycle must be a mean log-probability <= 0"),
+    (["curate", "{tmp}/recs.jsonl", "-o", "{out}", "--preset", "long-answers"], r"preset must be one of \['short-answers'\]"),
+    (["rewrite", "{tmp}/synth-partial", "-o", "{out}"], r"not complete \(status: running\).*--allow-partial"),
+    (["rewrite", "{tmp}/recs.jsonl", "-o", "{out}", "--set", "engine.trust_remote_code=true"], r"remote code stays off"),
+    (["run", "{tmp}/escape.yaml"], r"stage name '../escape' must be"),
+    (["run", "{tmp}/setlist.yaml"], r"`set:` must be a mapping"),
+    (["run", "{tmp}/twostages.yaml", "--from", "b", "--until", "a"], r"--until 'a' comes before --from 'b'"),
+    (["train", "--model", "someone/some-model"], r"'someone/some-model' is not a local folder, and HF_HUB_OFFLINE is set"),
+    (["synthesize", "{corpus}", "--adapter", "{tmp}/nan-adapter", "-o", "{out}", "--backend", "transformers"],
+     r"nan-adapter/adapter_model.safetensors hold NaN or inf values"),
+    (["report", "{tmp}/report-truncated"], r"report-truncated/stats.json line 1: malformed JSON"),
+    (["report", "{tmp}/report-odd"], r"report-odd/stats.json: not a revgen stats record"),
 ]  # fmt: skip
 
 
@@ -88,10 +107,26 @@ def bad_inputs(tmp_path_factory, trained_adapter, dolly_rows):
     broken = Path(shutil.copytree(trained_adapter[0], tmp / "broken-adapter"))
     weights = broken / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated
+    from safetensors.torch import load_file, save_file
+
+    nan = Path(shutil.copytree(trained_adapter[0], tmp / "nan-adapter"))  # corrupt past the header: loads, NaN inside
+    tensors = load_file(str(nan / "adapter_model.safetensors"))
+    first = sorted(tensors)[0]
+    tensors[first] = tensors[first].clone().fill_(float("nan"))
+    save_file(tensors, str(nan / "adapter_model.safetensors"), metadata={"format": "pt"})
     (tmp / "synth-partial" / "shards").mkdir(parents=True)
     write_jsonl(tmp / "synth-partial" / "shards" / "00000.jsonl",
                 [{"id": "a:0:0", "instruction": "Name a river.", "input": "", "output": "The Nile.", "meta": {}}])
     (tmp / "synth-partial" / "run.json").write_text(json.dumps({"command": "synthesize", "status": "running"}))
+    run = f"run:\n  root: {tmp}/root\n  stages:\n"
+    (tmp / "escape.yaml").write_text(run + "    - {name: ../escape, kind: curate}\n")
+    (tmp / "setlist.yaml").write_text(run + "    - {name: a, kind: curate, set: [x]}\n")
+    (tmp / "twostages.yaml").write_text(run + f"    - {{name: a, kind: curate, set: {{input: {tmp}/recs.jsonl}}}}\n"
+                                        "    - {name: b, kind: curate, set: {input: '@a/dataset.jsonl'}}\n")
+    for name, text in (("report-truncated", '{"command": "curate", "counts": {"total": 4, "ke'),
+                       ("report-odd", '{"command": "curate", "counts": {"total": "four"}}')):
+        (tmp / name).mkdir()
+        (tmp / name / "stats.json").write_text(text)
     return {"tmp": tmp, "adapter": trained_adapter[0], "corpus": corpus}
 
 
@@ -225,6 +260,19 @@ def test_train_refuses_to_replace_a_model_and_resumes_only_the_same_config(tmp_p
         train(cfg(lora=LoraSettings(r=8, target_modules=["q_proj"])))
     resumed = train(cfg())
     assert resumed["resumed_from_step"] == 1 and resumed["steps"] == 2
+    # --overwrite that fails (bad data, a bad value) leaves the finished model whole, its guard included
+    finished = snapshot(tmp_path / "m")
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "Name a river.", "response": "The Nile."}, "{oops"])
+    with pytest.raises(UserError, match="bad.jsonl line 2"):
+        train(cfg(data=str(bad), overwrite=True))
+    with pytest.raises(UserError, match=r"trainer.per_device_train_batch_size must be an integer >= 1, got 0"):
+        train(cfg(overwrite=True, trainer={"max_steps": 2, "per_device_train_batch_size": 0}))
+    assert snapshot(tmp_path / "m") == finished
+    with pytest.raises(UserError, match="already holds a trained model"):
+        train(cfg())
+    replaced = train(cfg(overwrite=True, lora=LoraSettings(r=8, target_modules=["q_proj"])))
+    assert replaced["config"]["lora"]["r"] == 8 and json.loads((tmp_path / "m" / "run.json").read_text())["config"]["lora"]["r"] == 8
+    assert not (tmp_path / "m.overwrite").exists() and not (tmp_path / "m.replaced").exists()
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -142,7 +141,7 @@ def write_eval(path: Path) -> Path:
 
     from revgen.stats import mean_ci
 
-    info = json.loads((path / "eval.json").read_text())
+    info = _record(path / "eval.json")
     rows = _rows(path / "examples.jsonl")
     metric = "nll" if info.get("task") == "forward" else "rouge_l"
     systems = sorted({r["system"] for r in rows})
@@ -172,6 +171,20 @@ def write_eval(path: Path) -> Path:
     return out
 
 
+def _record(file: Path, key: str | None = None) -> dict:
+    """A run record revgen wrote, checked for the shape the report reads: one clear error if it is
+    truncated, hand-edited or from something else."""
+    from revgen.io import read_json
+
+    info = read_json(file)
+    counts = (info.get(key) if key else info) if isinstance(info, dict) else None
+    if not isinstance(counts, dict) or (key == "counts" and not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in counts.values())):
+        raise UserError(f"{file}: not a revgen {file.stem} record (expected a mapping"
+                        + (f" {key!r} of numbers" if key else "") + "); rerun the command that writes it")
+    return info
+
+
 def write(path: str | Path) -> Path:
     """Write ``path/report.html`` (and the PNGs under ``path/report/``) for a ``revgen curate`` dir
     (or a ``revgen eval`` dir: per-category bars with intervals)."""
@@ -181,7 +194,7 @@ def write(path: str | Path) -> Path:
         return write_eval(path)
     if not stats_file.is_file():
         raise UserError(f"{path} has no stats.json or eval.json (expected a `revgen curate` or `revgen eval` dir)")
-    stats = json.loads(stats_file.read_text())
+    stats = _record(stats_file, "counts")
     kept, rejected = _rows(path / "dataset.jsonl"), _rows(path / "rejected.jsonl")
     dropped = [{**(d.get("record") or {}), "reason": d.get("reason"), "scores": d.get("scores")} for d in rejected]
     plots = _plots(stats, kept, dropped, path / PLOTS_DIR)
