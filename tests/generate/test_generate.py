@@ -71,3 +71,17 @@ def test_batches_are_planned_from_a_token_budget():
     static = plan_batches(lengths, 128, cap=64, budget=None, static=True)
     assert all(len({bucket(lengths[i]) for i in b}) == 1 for b in static)  # one shape bucket per batch
     assert [bucket(x) for x in (1, 128, 129, 300, 1000)] == [128, 128, 256, 512, 1024]
+
+
+@pytest.mark.slow
+def test_each_static_cache_bucket_gets_its_own_length(base_model):
+    """transformers sizes a new static cache to the longest any earlier call used; after one wide
+    bucket every narrow batch of later shards got a cache that long (out of memory on a GPU)."""
+    opts = {"generate_kwargs": {"cache_implementation": "static", "disable_compile": True}}
+    gen = get_generator("transformers", base_model, batch_size=4, dtype="float32", options=opts).load()
+    greedy = Sampling(temperature=0.0, max_new_tokens=4, ignore_eos=True)
+    wide, narrow = [list(range(100, 400))], [list(range(100, 120))]
+    gen.generate(wide, greedy, [0])
+    assert gen.hf_model._previous_max_cache_length == 512 + 4 - 1  # the 300-token prompt's bucket (+ new - 1)
+    out = gen.generate(narrow, greedy, [0])
+    assert gen.hf_model._previous_max_cache_length == 128 + 4 - 1 and out[0][0].n_tokens == 4
