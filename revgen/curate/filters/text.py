@@ -22,8 +22,13 @@ CODE_SPAN = re.compile(r"```.*?```|`[^`\n]+`|^(?:>>>|\.\.\.|    |\t).*$", re.S |
 CODE_TOKEN = re.compile(r"^(?:>>>|\.\.\.)$|[()\[\]{}=<>|\\]|^[-+*/%^&~]+$|\w[._]\w")
 
 
+CODE_CHARS = frozenset("`()[]{}=<>|\\_")
+
+
 def prose_tokens(text: str) -> list[str]:
     """The words of ``text`` outside the code it quotes: what Gopher's word-shape rules are about."""
+    if CODE_CHARS.isdisjoint(text) and ">>>" not in text and "    " not in text and "\t" not in text:
+        return text.split()  # plain prose (most web text): no regex per token
     return [t for t in CODE_SPAN.sub(" ", text).split() if not CODE_TOKEN.search(t)]
 
 
