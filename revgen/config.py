@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from revgen.dtypes import DTYPES
 from revgen.errors import UserError
 
 
@@ -47,7 +48,7 @@ RULES = {
 }  # fmt: skip
 
 # Keys whose value is one of a few names, checked for every config that has the key.
-CHOICES = {"dtype": ("auto", "float32", "bfloat16", "float16")}  # revgen/dtypes.py
+CHOICES = {"dtype": DTYPES}
 
 SECTIONS = ("train", "forward", "synthesize", "curate", "eval", "eval_forward", "rewrite", "run")
 

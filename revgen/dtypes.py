@@ -15,7 +15,7 @@ from __future__ import annotations
 import platform
 from functools import lru_cache
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")  # config.CHOICES["dtype"] checks recipes against these
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # config.CHOICES checks every recipe's dtype against these
 
 
 @lru_cache(maxsize=1)

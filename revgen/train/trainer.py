@@ -327,14 +327,7 @@ def _prepare_output(out: Path, cfg: TrainConfig) -> int | None:
     if out.exists() and not out.is_dir():
         raise UserError(f"output dir {out} is a file, not a folder")
     values = {k: v for k, v in cfgmod.to_dict(cfg).items() if k not in NOT_IDENTITY}
-    if (out / "run.json").is_file():
-        if not cfg.overwrite:
-            raise UserError(f"{out} already holds a trained model (run.json); pass --overwrite to replace it, "
-                            "or choose another --output-dir")  # fmt: skip
-        log.warning("--overwrite: replacing the trained model in %s", out)
-        for ckpt in out.glob("checkpoint-*"):
-            shutil.rmtree(ckpt)
-        (out / "run.json").unlink()
+    (out / "run.json").unlink(missing_ok=True)  # only a staging dir killed right before its swap has one
     steps = sorted(int(c.name.split("-")[1]) for c in out.glob("checkpoint-*") if c.name.split("-")[1].isdigit())
     started = out / STARTED_FILE
     if steps and started.is_file():
