@@ -177,17 +177,25 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, **flags) -> Non
 @click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "messages", "prompt-completion"]))
 @click.option("--allow-partial", is_flag=True, default=None, help="Curate a synthesize run that is not complete.")
 @click.option("--preset", help="Named defaults: short-answers (FAQ/Q&A corpora: answers of 3+ words kept).")
+@click.option("--executor", type=click.Choice(["inprocess", "local", "ray", "slurm"]),
+              help="inprocess (default): one process; local|ray|slurm: datatrove stages on disk, bounded memory.")
+@click.option("--tasks", type=click.IntRange(min=1), help="Tasks per staged step (default: one per input file, <= CPUs).")
+@click.option("--ray-address", help="--executor ray: a running cluster ('auto', 'ray://host:10001').")
 @push_opt
 @private_opt
 @license_opt
 @set_opt
-def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_, allow_partial, preset) -> None:
+def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_, allow_partial, preset, executor,
+           tasks, ray_address) -> None:
     """Filter and deduplicate synthesized records (a synthesize dir or a .jsonl) into a dataset."""
     from revgen.curate.curation import CurateConfig, counts_table
     from revgen.curate.curation import curate as run
 
     overrides = cfgmod.merge({"input": input_path, "output_dir": output_dir, "format": fmt,
-                              "allow_partial": allow_partial, "preset": preset}, cfgmod.parse_overrides(sets))  # fmt: skip
+                              "allow_partial": allow_partial, "preset": preset,
+                              "engine": {k: v for k, v in (("executor", executor), ("tasks", tasks),
+                                                           ("ray_address", ray_address)) if v is not None}},
+                             cfgmod.parse_overrides(sets))  # fmt: skip
     cfg = cfgmod.load(CurateConfig, "curate", recipe, overrides)
     stats = run(cfg)
     click.echo(counts_table(stats["counts"]), err=True)

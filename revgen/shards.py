@@ -114,16 +114,21 @@ def iter_records(directory: str | Path, dropped: bool = False, problems: dict | 
     shard_dir = Path(directory) / "shards" if (Path(directory) / "shards").is_dir() else Path(directory)
     pattern = "*.dropped.jsonl" if dropped else RECORD_GLOB
     for path in sorted(shard_dir.glob(pattern)):
-        if problems is None:
-            yield from _read_lines(path)
-            continue
-        with path.open("rb") as fh:
-            for n, raw in enumerate(fh, 1):
-                try:
-                    yield json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    kind = "bad_line" if raw.endswith(b"\n") else "torn_tail"
-                    problems[kind] = problems.get(kind, 0) + 1
-                    examples = problems.setdefault("examples", [])
-                    if len(examples) < 5:
-                        examples.append(f"{path.name} line {n} ({kind})")
+        yield from iter_file(path, problems)
+
+
+def iter_file(path: Path, problems: dict | None = None):
+    """One shard's records; with ``problems``, unreadable lines are counted there and skipped."""
+    if problems is None:
+        yield from _read_lines(path)
+        return
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            try:
+                yield json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                kind = "bad_line" if raw.endswith(b"\n") else "torn_tail"
+                problems[kind] = problems.get(kind, 0) + 1
+                examples = problems.setdefault("examples", [])
+                if len(examples) < 5:
+                    examples.append(f"{path.name} line {n} ({kind})")

@@ -13,18 +13,17 @@ import json
 import logging
 import typing
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from revgen import config as cfgmod
 from revgen import dtypes, runinfo, shards
-from revgen.curate.dedup import ExactDedup, NearDedup
-from revgen.curate.filters import FilterRunner, GopherQuality, instruction_filters
+from revgen.curate.chain import FORMATS, build_filters, export, read_records
+from revgen.curate.filters import FilterRunner
+from revgen.curate.staged import EXECUTORS, EngineSettings
 from revgen.errors import UserError
-from revgen.io import iter_jsonl
 
 log = logging.getLogger(__name__)
-FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion")
 
 
 @dataclass
@@ -123,6 +122,9 @@ class CurateConfig:
     allow_partial: bool = False  # curate a synthesize run that is still running or was interrupted
     report: bool = True  # write report.html (plots of the funnel, lengths, mix, scores; examples)
     preset: str | None = None  # a named set of defaults (PRESETS below); the recipe and --set still win
+    # inprocess: one process, ~12 KB of RAM per kept record; local | ray | slurm: datatrove stages on
+    # disk, bounded memory, N tasks (revgen/curate/staged.py); the same dataset either way
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
     # Gopher's word-count and stop-word rules are for web paragraphs; on FAQ/Q&A corpora they drop
     # good short answers ("The Nile, at about 6,650 km."). `short-answers` keeps answers of 3+ words
@@ -134,6 +136,8 @@ class CurateConfig:
     def __post_init__(self):
         if self.format not in FORMATS:
             raise UserError(f"format must be one of {FORMATS}, got {self.format!r}")
+        if self.engine.executor not in EXECUTORS:
+            raise UserError(f"engine.executor must be one of {EXECUTORS}, got {self.engine.executor!r}")
 
 
 def check_source(source: str, allow_partial: bool) -> dict | None:
@@ -149,37 +153,6 @@ def check_source(source: str, allow_partial: bool) -> dict | None:
                         "`revgen synthesize`, or pass --allow-partial to curate what it has so far")  # fmt: skip
     log.warning("curating a partial synthesize run (status %s)", status)
     return {"status": status, "shards_done": len(list((path / "shards").glob("*.done")))}
-
-
-def read_records(source: str, problems: dict | None = None):
-    path = Path(source)
-    if path.is_dir():
-        if not any((path / "shards").glob("*.jsonl")) and not any(path.glob("[0-9]*.jsonl")):
-            raise UserError(f"{path} holds no shards (expected the output dir of `revgen synthesize`)")
-        yield from shards.iter_records(path, problems=problems if problems is not None else {})
-        return
-    if not path.is_file():
-        raise UserError(f"curate input {source} is neither a synthesize run dir nor a .jsonl file")
-    for n, r in iter_jsonl(path):
-        missing = [k for k in ("instruction", "output") if not isinstance(r.get(k), str)] if isinstance(r, dict) else ["object"]
-        if missing:
-            raise UserError(f"{path} line {n}: expected string fields instruction and output (bad: {missing})")
-        r.setdefault("id", f"line-{n}")
-        r.setdefault("input", "")
-        yield r
-
-
-def export(record: dict, fmt: str) -> dict:
-    """One dataset row in ``fmt``; every value is a string (datasets #7322: no type drift)."""
-    instruction, inp, output = str(record["instruction"]), str(record.get("input") or ""), str(record["output"])
-    prompt = f"{instruction}\n\n{inp}" if inp else instruction
-    if fmt == "alpaca":
-        return {"instruction": instruction, "input": inp, "output": output}
-    if fmt == "sharegpt":
-        return {"conversations": [{"from": "human", "value": prompt}, {"from": "gpt", "value": output}]}
-    if fmt == "messages":
-        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]}
-    return {"prompt": prompt, "completion": output}
 
 
 def _write(cfg: CurateConfig, tmp: dict, problems: dict):
@@ -205,6 +178,18 @@ def _write(cfg: CurateConfig, tmp: dict, problems: dict):
     return runner, judge_stats, score_stats
 
 
+class _Counted:
+    """The staged path's counts and filter settings, shaped like a FilterRunner's."""
+
+    def __init__(self, counts, cfg):
+        from collections import Counter
+
+        self.counts, self.cfg = Counter(counts), cfg
+
+    def settings(self):
+        return FilterRunner(build_filters(self.cfg)).settings()
+
+
 def score_row(row: int, record: dict) -> dict:
     """A kept record's scores in ``scores.jsonl``: line ``row`` describes dataset.jsonl's line ``row``."""
     meta = record.get("meta") or {}
@@ -212,28 +197,6 @@ def score_row(row: int, record: dict) -> dict:
     if "judge_score" in meta:
         out["judge_score"] = meta["judge_score"]
     return out
-
-
-def build_filters(cfg: CurateConfig) -> list:
-    chain = instruction_filters(**asdict(cfg.instruction))
-    if cfg.language.enabled:
-        from revgen.curate.filters.language import LanguageMismatch
-
-        chain.append(LanguageMismatch(cfg.language.min_confidence, cfg.language.allowed, cfg.language.languages))
-    g = asdict(cfg.gopher)
-    if g.pop("enabled"):
-        chain.append(GopherQuality(field="output", **g))
-    d = cfg.dedup
-    if d.exact:
-        chain.append(ExactDedup())
-    for name, on in (("instruction", d.near_instruction), ("output", d.near_output)):
-        if on:
-            chain.append(NearDedup(name, d.ngram, d.bands, d.rows, d.threshold))
-    if d.semantic:
-        from revgen.curate.dedup import SemanticDedup
-
-        chain.append(SemanticDedup(d.semantic_field, d.semantic_threshold, d.semantic_model))
-    return chain
 
 
 def curate(cfg: CurateConfig) -> dict:
@@ -248,12 +211,22 @@ def curate(cfg: CurateConfig) -> dict:
     scored = bool(cfg.judge.enabled or cfg.score.scorers)
     names = ("dataset.jsonl", "rejected.jsonl") + (("scores.jsonl",) if scored else ())
     tmp = {name: out / f".{name}.tmp" for name in names}
-    try:
-        runner, judge_stats, score_stats = _write(cfg, tmp, problems)
-    except BaseException:
-        for path in tmp.values():  # a failed curate leaves no half-written files behind
-            path.unlink(missing_ok=True)
-        raise
+    engine = None
+    if cfg.engine.executor != "inprocess":
+        from revgen.curate import staged
+
+        result = staged.run(cfg, cfg.engine, out, problems)
+        if result is None:  # submitted to Slurm: the rerun after the jobs merges
+            return {"command": "curate", "submitted": True, "counts": {}}
+        runner, judge_stats, score_stats, engine = _Counted(result["counts"], cfg), None, None, result["engine"]
+        tmp = {}
+    else:
+        try:
+            runner, judge_stats, score_stats = _write(cfg, tmp, problems)
+        except BaseException:
+            for path in tmp.values():  # a failed curate leaves no half-written files behind
+                path.unlink(missing_ok=True)
+            raise
     if not scored:
         (out / "scores.jsonl").unlink(missing_ok=True)  # a stale sidecar must not describe new rows
     for name, path in tmp.items():
@@ -265,7 +238,7 @@ def curate(cfg: CurateConfig) -> dict:
         log.warning("skipped unreadable shard lines: %s", problems)
     counts = dict(sorted(runner.counts.items(), key=lambda kv: (kv[0] != "total", kv[0] != "kept", kv[0])))
     stats = {"command": "curate", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg),
-             "counts": counts, "partial_input": partial, "unreadable_lines": problems or None, "filters": runner.settings(), "judge": judge_stats, "scores": score_stats, "source_run": _source_run(cfg.input),
+             "counts": counts, "engine": engine, "partial_input": partial, "unreadable_lines": problems or None, "filters": runner.settings(), "judge": judge_stats, "scores": score_stats, "source_run": _source_run(cfg.input),
              "versions": runinfo.versions()}  # fmt: skip
     runinfo.write_json(out / "stats.json", stats)
     if cfg.report:

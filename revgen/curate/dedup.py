@@ -3,25 +3,20 @@
 Both are stateful filters for the FilterRunner, so counts and rejected rows come for free.
 - exact: xxhash64 of the normalised (lower-cased, punctuation-free, whitespace-collapsed)
   instruction + output.
-- near: datasketch MinHash over word n-gram shingles of one field, MinHashLSH with explicit
-  bands x rows (datatrove: 5-grams, 14 bands x 8 rows ~ 0.72 Jaccard), each candidate verified by
-  its estimated Jaccard >= ``threshold``.
+- near: datatrove's MinHash (revgen/curate/signatures.py) over word n-gram shingles of one field,
+  banded into ``bands`` x ``rows`` (datatrove: 5-grams, 14 x 8 ~ 0.72 Jaccard); a record sharing a
+  band with an earlier kept one is a duplicate of the earliest whose estimated Jaccard is >=
+  ``threshold``. ``revgen curate --executor local|ray|slurm`` (revgen/curate/staged.py) decides
+  the same way from datatrove's on-disk stages, so both give the same dataset.
 """
 
 from __future__ import annotations
 
-import re
-
-import xxhash
-
 from revgen.curate.filters.base import Filter
+from revgen.curate.signatures import Signer, exact_key, jaccard, normalize
 from revgen.errors import UserError
 
-_PUNCT = re.compile(r"[^\w\s]")
-
-
-def normalize(text: str) -> str:
-    return " ".join(_PUNCT.sub(" ", text.lower()).split())
+__all__ = ["ExactDedup", "NearDedup", "SemanticDedup", "normalize"]
 
 
 class ExactDedup(Filter):
@@ -32,8 +27,7 @@ class ExactDedup(Filter):
         self._seen: dict[int, str] = {}
 
     def __call__(self, r):
-        key = xxhash.xxh64_intdigest("\x00".join(normalize(r[f]) for f in self.fields).encode())
-        first = self._seen.setdefault(key, r["id"])
+        first = self._seen.setdefault(exact_key(r, self.fields), r["id"])
         return (True,) if first == r["id"] else (False, "exact", {"duplicate_of": first})
 
     def settings(self):
@@ -45,42 +39,30 @@ class NearDedup(Filter):
 
     def __init__(self, field: str = "instruction", ngram: int = 5, bands: int = 14, rows: int = 8,
                  threshold: float | None = 0.72, seed: int = 1):  # fmt: skip
-        import numpy as np
-        from datasketch import MinHash, MinHashLSH
-
         self.field, self.ngram, self.bands, self.rows, self.threshold, self.seed = field, ngram, bands, rows, threshold, seed
-        self._num_perm = bands * rows
-        # datasketch >= 2.0 "affine32": uint32 values, collision-free permutations; shared, built once
-        self._perms = MinHash(num_perm=self._num_perm, seed=seed, scheme="affine32").permutations
-        self._lsh = MinHashLSH(num_perm=self._num_perm, params=(bands, rows))
-        self._hashes: dict[str, np.ndarray] = {}
-        self._minhash = MinHash
+        self._signer = Signer(ngram=ngram, bands=bands, rows=rows, seed=seed)
+        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]  # band value -> kept indices
+        self._kept: list[tuple[str, object]] = []  # (id, hashvalues) in insertion order
 
     def signature(self, text: str):
-        toks = normalize(text).split()
-        n = min(self.ngram, max(len(toks), 1))
-        shingles = {" ".join(toks[i : i + n]).encode() for i in range(max(len(toks) - n + 1, 1))}
-        m = self._minhash(num_perm=self._num_perm, permutations=self._perms, hashfunc=xxhash.xxh32_intdigest,
-                          scheme="affine32")  # fmt: skip
-        m.update_batch(list(shingles))
-        return m
+        return self._signer.hashvalues(text)
 
     def __call__(self, r):
-        m = self.signature(r[self.field])
-        for cand in self._lsh.query(m):
-            if self.threshold is None or _jaccard(m.hashvalues, self._hashes[cand]) >= self.threshold:
-                return False, f"near_{self.field}", {"duplicate_of": cand}
-        self._lsh.insert(r["id"], m, check_duplication=False)
-        self._hashes[r["id"]] = m.hashvalues
+        sig = self.signature(r[self.field])
+        keys = [sig[b * self.rows : (b + 1) * self.rows].tobytes() for b in range(self.bands)]
+        cands = sorted({i for b, k in enumerate(keys) for i in self._buckets[b].get(k, ())})
+        for i in cands:  # the earliest kept match, as the staged path picks it
+            cid, csig = self._kept[i]
+            if self.threshold is None or jaccard(sig, csig) >= self.threshold:
+                return False, f"near_{self.field}", {"duplicate_of": cid}
+        for b, k in enumerate(keys):
+            self._buckets[b].setdefault(k, []).append(len(self._kept))
+        self._kept.append((r["id"], sig))
         return True
 
     def settings(self):
         return {"field": self.field, "ngram": self.ngram, "bands": self.bands, "rows": self.rows,
-                "threshold": self.threshold, "num_perm": self._num_perm}  # fmt: skip
-
-
-def _jaccard(a, b) -> float:
-    return float((a == b).mean())
+                "threshold": self.threshold, "num_perm": self.bands * self.rows}  # fmt: skip
 
 
 class SemanticDedup(Filter):

@@ -1,0 +1,389 @@
+"""Curation at corpus scale on datatrove: bounded memory, any number of tasks, Local/Ray/Slurm.
+
+``revgen curate --executor local|ray|slurm --tasks N`` runs the same filters and dedup as the
+in-process chain as datatrove stages over the input's shard files, with everything between stages
+on disk under ``work_dir`` (default ``OUTPUT_DIR/.staged``):
+
+1. ``filter`` (N tasks over input files): revgen's filter chain per file; survivors to
+   ``records/F.jsonl``, rejections and counts beside them; datatrove MinHash signatures of the
+   exact key, the instruction and the output (``sig/SIGNAL/bucket_B/F.minhash.sig``), and each
+   survivor's full near signature (``full/SIGNAL/F.npy``) for the Jaccard check.
+2. ``buckets`` (datatrove's ``MinhashDedupBuckets``, one task per band): merge-sorts each band's
+   signature files and writes the colliding pairs.
+3. ``decide`` (one task): replays the in-process chain's decision on the colliding records only
+   (exact, then near instruction, then near output; a record is a duplicate of the earliest kept
+   record it collides with whose estimated Jaccard is >= threshold), in input order. Memory grows
+   with the number of colliding records, not with the corpus.
+4. ``write`` (N tasks over input files): the dataset part, the rejected part of each file.
+
+The parts are concatenated in input order into the usual ``dataset.jsonl``/``rejected.jsonl``, so
+the output is byte-for-byte the in-process chain's whatever N or the executor is. Files are named
+by the input file's position, not the task, so a rerun with another N reuses nothing wrongly;
+each stage has datatrove's per-task completion markers (``logs/STAGE``), so a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from revgen import shards
+from revgen.errors import UserError
+from revgen.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+EXECUTORS = ("inprocess", "local", "ray", "slurm")
+SIGNALS = ("exact", "instruction", "output")
+
+
+@dataclass
+class EngineSettings:
+    executor: str = "inprocess"  # inprocess | local | ray | slurm (datatrove; bounded memory)
+    tasks: int = 0  # tasks per parallel stage; 0: one per input file, at most the CPU count
+    workers: int = -1  # tasks run at once (local/ray); -1: all
+    work_dir: str | None = None  # staged intermediates; default OUTPUT_DIR/.staged (kept for resume)
+    ray_address: str | None = None  # ray: a running cluster ("auto", "ray://host:10001"); none: a local one
+    slurm: dict = field(default_factory=dict)  # slurm: SlurmPipelineExecutor options (partition, time, ...)
+    keep_work_dir: bool = False  # keep the intermediates after a finished run
+
+
+def input_files(source: str) -> list[Path]:
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    shard_dir = path / "shards" if (path / "shards").is_dir() else path
+    files = sorted(shard_dir.glob(shards.RECORD_GLOB))
+    if not files:
+        raise UserError(f"{path} holds no shards (expected the output dir of `revgen synthesize`)")
+    return files
+
+
+class _Stage:
+    """A datatrove pipeline block over input files: task ``rank`` takes files rank, rank + N, ..."""
+
+    name = "stage"
+
+    def __init__(self, cfg, files: list[Path], work: Path):
+        self.cfg, self.files, self.work = cfg, [str(f) for f in files], str(work)
+
+    def __call__(self, data, rank: int = 0, world_size: int = 1):
+        for index in range(rank, len(self.files), world_size):
+            self.one(index)
+
+    def one(self, index: int):
+        raise NotImplementedError
+
+
+def _near_settings(cfg) -> list[tuple[str, bool]]:
+    d = cfg.dedup
+    return [("exact", d.exact), ("instruction", d.near_instruction), ("output", d.near_output)]
+
+
+def _signer(cfg, signal: str, work: Path):
+    from revgen.curate.signatures import ExactSigner, Signer
+
+    folder = str(work / "sig" / signal)
+    if signal == "exact":
+        return ExactSigner(folder)
+    d = cfg.dedup
+    return Signer(folder, ngram=d.ngram, bands=d.bands, rows=d.rows)
+
+
+class FilterStage(_Stage):
+    name = "filter"
+
+    def one(self, index: int):
+        from datatrove.data import Document
+
+        from revgen.curate.chain import build_filters, read_records
+        from revgen.curate.filters import FilterRunner
+        from revgen.curate.signatures import exact_key
+
+        work, stem = Path(self.work), f"{index:05d}"
+        for sub in ("records", "rejected", "counts", "full/instruction", "full/output"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
+        problems: dict = {}
+        kept = []
+        with open(work / "rejected" / f"{stem}.jsonl.tmp", "w", encoding="utf-8") as rej:
+            def on_drop(record, reason, detail):
+                rej.write(shards.dumps({"n": state["n"], "row": {"id": record.get("id"), "reason": reason, **detail,
+                                                                  "record": record}}))  # fmt: skip
+
+            state = {"n": 0}
+            runner = FilterRunner(build_filters(self.cfg, dedup=False), on_drop)
+            source = self.files[index]
+            records = read_records(source) if Path(self.cfg.input).is_file() else shards.iter_file(Path(source), problems)
+            for record in _numbered(records, state):
+                kept.extend({"n": state["n"], "r": r} for r in runner.run([record]))
+        os.replace(work / "rejected" / f"{stem}.jsonl.tmp", work / "rejected" / f"{stem}.jsonl")
+        atomic_write_text(work / "records" / f"{stem}.jsonl", "".join(shards.dumps(k) for k in kept))
+        for signal, on in _near_settings(self.cfg):
+            if not on:
+                continue
+            signer = _signer(self.cfg, signal, work)
+            if signal == "exact":
+                docs = [Document(text=str(exact_key(k["r"])), id=str(i)) for i, k in enumerate(kept)]
+            else:
+                sigs = np.stack([signer.hashvalues(k["r"][signal]) for k in kept]) if kept else np.zeros((0, 0))
+                np.save(work / "full" / signal / f"{stem}.npy", sigs.astype(np.uint32))
+                docs = [Document(text=k["r"][signal], id=str(i)) for i, k in enumerate(kept)]
+            signer.run(docs, rank=index)  # datatrove's sorted bucket files, named by the input file
+        counts = dict(runner.counts)
+        atomic_write_text(work / "counts" / f"{stem}.json", json.dumps({"counts": counts, "problems": problems}))
+
+
+def _numbered(records, state):
+    for record in records:
+        state["n"] += 1
+        yield record
+
+
+class DecideStage:
+    """One task: the in-process chain's duplicate decisions, replayed on colliding records only."""
+
+    name = "decide"
+
+    def __init__(self, cfg, files: list[Path], work: Path):
+        self.cfg, self.n_files, self.work = cfg, len(files), str(work)
+
+    def __call__(self, data, rank: int = 0, world_size: int = 1):
+        from datatrove.utils.binaryio import read_tuples_from_file
+
+        from revgen.curate.signatures import jaccard
+
+        work = Path(self.work)
+        groups: dict[str, dict[tuple, list]] = {}  # signal -> node -> [group ids]
+        members: dict[str, list[list]] = {}
+        for signal, on in _near_settings(self.cfg):
+            if not on:
+                continue
+            node_groups, group_members = {}, []
+            for path in sorted((work / "dups" / signal).glob("*.dups")):
+                last_pair_end, gid = None, None
+                with open(path, "rb") as fh:
+                    for f1, d1, f2, d2 in read_tuples_from_file(fh, "4I", lines_to_buffer=1024):
+                        a, b = (f1, d1), (f2, d2)
+                        if a != last_pair_end:  # consecutive pairs of one band value chain a group
+                            gid = len(group_members)
+                            group_members.append([a])
+                            node_groups.setdefault(a, []).append(gid)
+                        group_members[gid].append(b)
+                        node_groups.setdefault(b, []).append(gid)
+                        last_pair_end = b
+            groups[signal], members[signal] = node_groups, group_members
+        full = {s: {} for s in ("instruction", "output")}
+
+        def sig(signal, node):
+            arr = full[signal].get(node[0])
+            if arr is None:
+                arr = full[signal][node[0]] = np.load(work / "full" / signal / f"{node[0]:05d}.npy", mmap_mode="r")
+            return arr[node[1]]
+
+        threshold = self.cfg.dedup.threshold
+        inserted = {s: set() for s in groups}
+        removals: dict[int, list] = {}
+        roots: dict[tuple, str | None] = {}
+        nodes = sorted(set().union(*[set(g) for g in groups.values()])) if groups else []
+        for node in nodes:
+            for signal in groups:
+                gids = groups[signal].get(node)
+                if not gids:
+                    inserted[signal].add(node)
+                    continue
+                cands = sorted({m for g in gids for m in members[signal][g] if m < node and m in inserted[signal]})
+                match = None
+                for c in cands:
+                    if signal == "exact" or threshold is None or jaccard(sig(signal, node), sig(signal, c)) >= threshold:
+                        match = c
+                        break
+                if match is None:
+                    inserted[signal].add(node)
+                    continue
+                reason = "exact" if signal == "exact" else f"near_{signal}"
+                removals.setdefault(node[0], []).append((node[1], reason, match))
+                roots[match] = None
+                break
+        for f in sorted({r[0] for r in roots}):  # the ids of the records kept in place of duplicates
+            wanted = {d for (ff, d) in roots if ff == f}
+            with open(work / "records" / f"{f:05d}.jsonl", encoding="utf-8") as fh:
+                for i, line in enumerate(fh):
+                    if i in wanted:
+                        roots[(f, i)] = json.loads(line)["r"].get("id")
+        out = work / "remove"
+        out.mkdir(parents=True, exist_ok=True)
+        for f in range(self.n_files):
+            rows = sorted(removals.get(f, []))
+            text = "".join(json.dumps([d, reason, roots[m]]) + "\n" for d, reason, m in rows)
+            atomic_write_text(out / f"{f:05d}.jsonl", text)
+
+
+class WriteStage(_Stage):
+    name = "write"
+
+    def one(self, index: int):
+        from revgen.curate.chain import export
+
+        work, stem = Path(self.work), f"{index:05d}"
+        remove = {}
+        for line in (work / "remove" / f"{stem}.jsonl").read_text(encoding="utf-8").splitlines():
+            d, reason, first = json.loads(line)
+            remove[d] = (reason, first)
+        counts = json.loads((work / "counts" / f"{stem}.json").read_text())["counts"]
+        dropped = {}
+        (work / "parts").mkdir(exist_ok=True)
+        with open(work / "parts" / f"{stem}.dataset.tmp", "w", encoding="utf-8") as ds, \
+                open(work / "parts" / f"{stem}.rejected.tmp", "w", encoding="utf-8") as rj, \
+                open(work / "rejected" / f"{stem}.jsonl", encoding="utf-8") as fr, \
+                open(work / "records" / f"{stem}.jsonl", encoding="utf-8") as kr:  # fmt: skip
+            filtered = (json.loads(line) for line in fr)
+            nxt = next(filtered, None)
+            for i, line in enumerate(kr):
+                k = json.loads(line)
+                while nxt is not None and nxt["n"] < k["n"]:  # rejections in input order
+                    rj.write(shards.dumps(nxt["row"]))
+                    nxt = next(filtered, None)
+                if i in remove:
+                    reason, first = remove[i]
+                    record = k["r"]
+                    rj.write(shards.dumps({"id": record.get("id"), "reason": f"dedup/{reason}",
+                                           "duplicate_of": first, "record": record}))  # fmt: skip
+                    dropped[f"dropped/dedup/{reason}"] = dropped.get(f"dropped/dedup/{reason}", 0) + 1
+                else:
+                    ds.write(shards.dumps(export(k["r"], self.cfg.format)))
+            while nxt is not None:
+                rj.write(shards.dumps(nxt["row"]))
+                nxt = next(filtered, None)
+        for key, v in dropped.items():
+            counts["kept"] -= v
+            counts[key] = counts.get(key, 0) + v
+        os.replace(work / "parts" / f"{stem}.dataset.tmp", work / "parts" / f"{stem}.dataset.jsonl")
+        os.replace(work / "parts" / f"{stem}.rejected.tmp", work / "parts" / f"{stem}.rejected.jsonl")
+        atomic_write_text(work / "parts" / f"{stem}.counts.json", json.dumps(counts))
+
+
+def _executor(eng: EngineSettings, pipeline, tasks: int, logs: Path, name: str, depends=None):
+    if eng.executor == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(eng.workers, tasks) if eng.workers > 0 else tasks,
+                                     logging_dir=str(logs / name), depends=depends,
+                                     start_method="fork" if tasks > 1 else "forkserver")  # fmt: skip
+    if eng.executor == "ray":
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        return RayPipelineExecutor(pipeline, tasks=tasks, workers=eng.workers, logging_dir=str(logs / name),
+                                   depends=depends)  # fmt: skip
+    from datatrove.executor.slurm import SlurmPipelineExecutor
+
+    opts = {"time": "24:00:00", "partition": "cpu", **(eng.slurm or {})}
+    return SlurmPipelineExecutor(pipeline, tasks=tasks, logging_dir=str(logs / name), depends=depends,
+                                 job_name=f"revgen-curate-{name}", **opts)  # fmt: skip
+
+
+def run(cfg, eng: EngineSettings, out: Path, problems: dict) -> dict:
+    """The staged chain; writes ``dataset.jsonl``/``rejected.jsonl`` into ``out`` and returns counts."""
+    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
+
+    if eng.executor not in EXECUTORS[1:]:
+        raise UserError(f"engine.executor must be one of {EXECUTORS}, got {eng.executor!r}")
+    if cfg.judge.enabled or cfg.score.scorers or cfg.dedup.semantic:
+        raise UserError("judge, score and semantic dedup load a model per record: run them with engine.executor "
+                        "inprocess (on the staged output as input, if the corpus is large)")  # fmt: skip
+    files = input_files(cfg.input)
+    work = Path(eng.work_dir or out / ".staged")
+    _check_work(work, cfg, files)
+    tasks = eng.tasks or max(1, min(len(files), os.cpu_count() or 1))
+    logs = work / "logs"
+    if eng.executor == "ray":
+        _ray_init(eng)
+    stages = [_executor(eng, [FilterStage(cfg, files, work)], tasks, logs, "filter")]
+    for signal, on in _near_settings(cfg):
+        if on:
+            sigcfg = _signer(cfg, signal, work).config
+            step = MinhashDedupBuckets(str(work / "sig" / signal), str(work / "dups" / signal), config=sigcfg)
+            stages.append(_executor(eng, [step], sigcfg.num_buckets, logs, f"buckets-{signal}", stages[-1]))
+    stages.append(_executor(eng, [DecideStage(cfg, files, work)], 1, logs, "decide", stages[-1]))
+    stages.append(_executor(eng, [WriteStage(cfg, files, work)], tasks, logs, "write", stages[-1]))
+    _quiet_datatrove()
+    log.info("curate on datatrove (%s): %d input files, %d tasks, work dir %s", eng.executor, len(files), tasks, work)
+    stages[-1].run()  # each executor runs what it depends on first
+    if eng.executor == "slurm" and stages[-1].get_incomplete_ranks(range(1)):
+        log.info("submitted to Slurm; rerun the same command once the jobs finish (logs: %s)", logs)
+        return None
+    return _merge(files, work, out, problems, eng, tasks)
+
+
+def _check_work(work: Path, cfg, files):
+    """A work dir belongs to one input and one config: anything else starts it afresh."""
+    from revgen import config as cfgmod
+
+    key = {"config": cfgmod.config_hash(cfg), "files": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
+    stamp = work / "input.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != key:
+        log.info("staged work dir %s is for another input or config: starting afresh", work)
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not stamp.is_file():
+        atomic_write_text(stamp, json.dumps(key))
+
+
+def _ray_init(eng: EngineSettings):
+    import ray
+
+    if not ray.is_initialized():
+        if eng.ray_address:
+            ray.init(address=eng.ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=eng.workers if eng.workers > 0 else None, log_to_driver=False, include_dashboard=False)
+
+
+def _quiet_datatrove():
+    """datatrove logs every task to stderr at INFO; keep its per-task log files, show warnings only."""
+    import sys
+
+    from datatrove.executor import base
+    from datatrove.utils import logging as dt_logging
+    from loguru import logger
+
+    def default():
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING", colorize=False, format="datatrove: {message}")
+
+    def add_task_logger(logging_dir, rank, local_rank=0, node_rank=-1):
+        default()
+        logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+        logger.add(logfile, level="DEBUG", colorize=False)
+        return logfile
+
+    base.add_task_logger = add_task_logger
+    dt_logging.setup_default_logger = default
+    default()
+
+
+def _merge(files, work: Path, out: Path, problems: dict, eng: EngineSettings, tasks: int) -> dict:
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for i in range(len(files)):
+        counts.update(json.loads((work / "parts" / f"{i:05d}.counts.json").read_text()))
+        for kind, v in json.loads((work / "counts" / f"{i:05d}.json").read_text())["problems"].items():
+            if kind == "examples":
+                problems.setdefault("examples", []).extend(v[: 5 - len(problems.get("examples", []))])
+            else:
+                problems[kind] = problems.get(kind, 0) + v
+    for name in ("dataset", "rejected"):
+        tmp = out / f".{name}.jsonl.tmp"
+        with open(tmp, "wb") as dst:
+            for i in range(len(files)):
+                with open(work / "parts" / f"{i:05d}.{name}.jsonl", "rb") as src:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, out / f"{name}.jsonl")
+    if not eng.keep_work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"counts": counts, "engine": {**asdict(eng), "tasks": tasks, "input_files": len(files)}}
