@@ -22,6 +22,7 @@ from revgen.curate.chain import FORMATS, build_filters, export, read_records
 from revgen.curate.filters import FilterRunner
 from revgen.curate.staged import EXECUTORS, EngineSettings
 from revgen.errors import UserError
+from revgen.evaluate.mix import Tally
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def check_source(source: str, allow_partial: bool) -> dict | None:
     return {"status": status, "shards_done": len(list((path / "shards").glob("*.done")))}
 
 
-def _write(cfg: CurateConfig, tmp: dict, problems: dict):
+def _write(cfg: CurateConfig, tmp: dict, problems: dict, tally):
     """Filters, dedup, judge and scores over the input, written to the temp files in ``tmp``."""
     with ExitStack() as stack:
         files = {name: stack.enter_context(path.open("w", encoding="utf-8")) for name, path in tmp.items()}
@@ -172,6 +173,7 @@ def _write(cfg: CurateConfig, tmp: dict, problems: dict):
         if cfg.score.scorers:
             kept, score_stats = score_and_select(list(kept), cfg, runner.counts, on_drop)
         for row, record in enumerate(kept):
+            tally.add(record)
             files["dataset.jsonl"].write(shards.dumps(export(record, cfg.format)))
             if side is not None:  # the dataset keeps its strict schema; each row's scores travel beside it
                 side.write(shards.dumps(score_row(row, record)))
@@ -211,7 +213,7 @@ def curate(cfg: CurateConfig) -> dict:
     scored = bool(cfg.judge.enabled or cfg.score.scorers)
     names = ("dataset.jsonl", "rejected.jsonl") + (("scores.jsonl",) if scored else ())
     tmp = {name: out / f".{name}.tmp" for name in names}
-    engine = None
+    engine, tally = None, Tally()
     if cfg.engine.executor != "inprocess":
         from revgen.curate import staged
 
@@ -219,10 +221,11 @@ def curate(cfg: CurateConfig) -> dict:
         if result is None:  # submitted to Slurm: the rerun after the jobs merges
             return {"command": "curate", "submitted": True, "counts": {}}
         runner, judge_stats, score_stats, engine = _Counted(result["counts"], cfg), None, None, result["engine"]
+        tally.merge(result["mix"])
         tmp = {}
     else:
         try:
-            runner, judge_stats, score_stats = _write(cfg, tmp, problems)
+            runner, judge_stats, score_stats = _write(cfg, tmp, problems, tally)
         except BaseException:
             for path in tmp.values():  # a failed curate leaves no half-written files behind
                 path.unlink(missing_ok=True)
@@ -238,7 +241,8 @@ def curate(cfg: CurateConfig) -> dict:
         log.warning("skipped unreadable shard lines: %s", problems)
     counts = dict(sorted(runner.counts.items(), key=lambda kv: (kv[0] != "total", kv[0] != "kept", kv[0])))
     stats = {"command": "curate", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg),
-             "counts": counts, "engine": engine, "partial_input": partial, "unreadable_lines": problems or None, "filters": runner.settings(), "judge": judge_stats, "scores": score_stats, "source_run": _source_run(cfg.input),
+             "counts": counts, "instruction_mix": tally.summary(_seed_openers(cfg.input)), "engine": engine,
+             "partial_input": partial, "unreadable_lines": problems or None, "filters": runner.settings(), "judge": judge_stats, "scores": score_stats, "source_run": _source_run(cfg.input),
              "versions": runinfo.versions()}  # fmt: skip
     runinfo.write_json(out / "stats.json", stats)
     if cfg.report:
@@ -302,7 +306,7 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     if select and select.score.removesuffix("_argmax") not in sc.scorers:
         raise UserError(f"score.select.score {select.score!r} is not among score.scorers {sc.scorers}")
     backward = sc.backward or (_source_run(cfg.input) or {}).get("adapter")
-    if "cycle" in sc.scorers and not backward:
+    if {"cycle", "pmi"} & set(sc.scorers) and not backward:
         raise UserError("the cycle score needs the backward model: set score.backward (an adapter dir)")
     server = {"served_model": sc.served_model, "base_url": sc.base_url, "api_key_env": sc.api_key_env,
               "concurrency": sc.concurrency}  # fmt: skip
@@ -362,6 +366,17 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     stats["selection"] = {**sc.select, "removed": len(records) - len(kept), "kept": len(kept)}
     log.info("score selection: %s", stats["selection"])
     return kept, stats
+
+
+def _seed_openers(source: str) -> dict | None:
+    """The first words of the backward model's training instructions (its openers.json), if known."""
+    from revgen import openers
+
+    adapter = (_source_run(source) or {}).get("adapter")
+    try:
+        return openers.load(adapter) if adapter else None
+    except UserError:
+        return None
 
 
 def _source_run(source: str) -> dict | None:

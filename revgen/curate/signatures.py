@@ -51,6 +51,7 @@ class Signer(MinhashDedupSignature):
                             hash_config=HashConfig(precision=32))  # fmt: skip
         super().__init__(output_folder, config=cfg, language=_Words())
         self.ngram = ngram
+        self._hash_func = xxhash.xxh32_intdigest  # datatrove's xxhash32, without its wrapper call
 
     def get_shingles(self, text: str) -> np.ndarray:
         toks = normalize(text).split()
@@ -63,10 +64,30 @@ class Signer(MinhashDedupSignature):
         return np.min(((shingles * a + b) % np.uint64(PRIME)) & np.uint64(0xFFFFFFFF), axis=0).astype(np.uint32)
 
     def get_signature(self, shingles):
-        return [x.tolist() for x in np.split(self.minhash(shingles), self.config.num_buckets)]
+        return self.minhash(shingles).reshape(self.config.num_buckets, -1).tolist()
 
     def hashvalues(self, text: str) -> np.ndarray:
         return self.minhash(self.get_shingles(text))
+
+    def write_buckets(self, rows: np.ndarray, rank: int) -> None:
+        """datatrove's per-band signature files for ``rows`` (row i: document i), sorted as its stage 1 sorts them."""
+        write_bands(self, rows.reshape(len(rows), self.config.num_buckets, -1), rank)
+
+
+def write_bands(signer: MinhashDedupSignature, bands: np.ndarray, rank: int) -> None:
+    """``bands[doc, band, :]`` into ``bucket_BBB/RANK.minhash.sig``: datatrove's record layout (the band's
+    hashes, then the doc index as uint32) and sort order, built with numpy instead of one struct.pack per record."""
+    cfg = signer.config
+    fmt = f"<{cfg.hash_config.struct_format}"
+    dtype = np.dtype([(f"field{i + 1}", fmt) for i in range(cfg.hashes_per_bucket)] + [(f"field{cfg.hashes_per_bucket + 1}", "<I")])
+    for b in range(cfg.num_buckets):
+        records = np.empty(len(bands), dtype=dtype)
+        for i in range(cfg.hashes_per_bucket):
+            records[f"field{i + 1}"] = bands[:, b, i]
+        records[f"field{cfg.hashes_per_bucket + 1}"] = np.arange(len(bands), dtype=np.uint32)
+        records.sort(order=dtype.names)
+        with signer.output_folder.open(f"bucket_{b:03d}/{rank:05d}.minhash.sig", mode="wb") as fo:
+            fo.write(records.tobytes())
 
 
 class ExactSigner(MinhashDedupSignature):
@@ -76,11 +97,8 @@ class ExactSigner(MinhashDedupSignature):
         cfg = MinhashConfig(n_grams=1, num_buckets=1, hashes_per_bucket=1, hash_config=HashConfig(precision=64))
         super().__init__(output_folder, config=cfg, language=_Words())
 
-    def get_shingles(self, text: str) -> np.ndarray:
-        return np.array([[int(text)]], dtype=np.uint64)  # the doc's text is its exact key
-
-    def get_signature(self, shingles):
-        return [[int(shingles[0, 0])]]
+    def write_buckets(self, keys: np.ndarray, rank: int) -> None:
+        write_bands(self, np.asarray(keys, dtype=np.uint64).reshape(-1, 1, 1), rank)
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

@@ -46,7 +46,7 @@ SIGNALS = ("exact", "instruction", "output")
 class EngineSettings:
     executor: str = "inprocess"  # inprocess | local | ray | slurm (datatrove; bounded memory)
     tasks: int = 0  # tasks per parallel stage; 0: one per input file, at most the CPU count
-    workers: int = -1  # tasks run at once (local/ray); -1: all
+    workers: int = -1  # tasks run at once; -1: local: the CPU count, ray: all
     work_dir: str | None = None  # staged intermediates; default OUTPUT_DIR/.staged (kept for resume)
     ray_address: str | None = None  # ray: a running cluster ("auto", "ray://host:10001"); none: a local one
     slurm: dict = field(default_factory=dict)  # slurm: SlurmPipelineExecutor options (partition, time, ...)
@@ -99,8 +99,6 @@ class FilterStage(_Stage):
     name = "filter"
 
     def one(self, index: int):
-        from datatrove.data import Document
-
         from revgen.curate.chain import build_filters, read_records
         from revgen.curate.filters import FilterRunner
         from revgen.curate.signatures import exact_key
@@ -127,13 +125,13 @@ class FilterStage(_Stage):
             if not on:
                 continue
             signer = _signer(self.cfg, signal, work)
-            if signal == "exact":
-                docs = [Document(text=str(exact_key(k["r"])), id=str(i)) for i, k in enumerate(kept)]
-            else:
-                sigs = np.stack([signer.hashvalues(k["r"][signal]) for k in kept]) if kept else np.zeros((0, 0))
-                np.save(work / "full" / signal / f"{stem}.npy", sigs.astype(np.uint32))
-                docs = [Document(text=k["r"][signal], id=str(i)) for i, k in enumerate(kept)]
-            signer.run(docs, rank=index)  # datatrove's sorted bucket files, named by the input file
+            if signal == "exact":  # datatrove's sorted bucket files, named by the input file
+                signer.write_buckets(np.array([exact_key(k["r"]) for k in kept], dtype=np.uint64), rank=index)
+                continue
+            width = signer.config.num_buckets * signer.config.hashes_per_bucket
+            sigs = np.array([signer.hashvalues(k["r"][signal]) for k in kept], dtype=np.uint32).reshape(-1, width)
+            np.save(work / "full" / signal / f"{stem}.npy", sigs)
+            signer.write_buckets(sigs, rank=index)
         counts = dict(runner.counts)
         atomic_write_text(work / "counts" / f"{stem}.json", json.dumps({"counts": counts, "problems": problems}))
 
@@ -153,68 +151,65 @@ class DecideStage:
         self.cfg, self.n_files, self.work = cfg, len(files), str(work)
 
     def __call__(self, data, rank: int = 0, world_size: int = 1):
-        from datatrove.utils.binaryio import read_tuples_from_file
-
         from revgen.curate.signatures import jaccard
 
         work = Path(self.work)
-        groups: dict[str, dict[tuple, list]] = {}  # signal -> node -> [group ids]
-        members: dict[str, list[list]] = {}
+        groups: dict[str, dict[int, list]] = {}  # signal -> node -> [group ids]; node = file << 32 | doc
+        n_groups: dict[str, int] = {}
         for signal, on in _near_settings(self.cfg):
             if not on:
                 continue
-            node_groups, group_members = {}, []
+            node_groups, gid = {}, -1
             for path in sorted((work / "dups" / signal).glob("*.dups")):
-                last_pair_end, gid = None, None
-                with open(path, "rb") as fh:
-                    for f1, d1, f2, d2 in read_tuples_from_file(fh, "4I", lines_to_buffer=1024):
-                        a, b = (f1, d1), (f2, d2)
-                        if a != last_pair_end:  # consecutive pairs of one band value chain a group
-                            gid = len(group_members)
-                            group_members.append([a])
-                            node_groups.setdefault(a, []).append(gid)
-                        group_members[gid].append(b)
-                        node_groups.setdefault(b, []).append(gid)
-                        last_pair_end = b
-            groups[signal], members[signal] = node_groups, group_members
-        full = {s: {} for s in ("instruction", "output")}
-
-        def sig(signal, node):
-            arr = full[signal].get(node[0])
-            if arr is None:
-                arr = full[signal][node[0]] = np.load(work / "full" / signal / f"{node[0]:05d}.npy", mmap_mode="r")
-            return arr[node[1]]
+                pairs = np.fromfile(path, dtype="<u4")
+                pairs = pairs[: len(pairs) // 4 * 4].reshape(-1, 4).astype(np.int64)
+                a_nodes = ((pairs[:, 0] << 32) | pairs[:, 1]).tolist()
+                b_nodes = ((pairs[:, 2] << 32) | pairs[:, 3]).tolist()
+                last_end = None
+                for a, b in zip(a_nodes, b_nodes):
+                    if a != last_end:  # consecutive pairs of one band value chain a group
+                        gid += 1
+                        node_groups.setdefault(a, []).append(gid)
+                    node_groups.setdefault(b, []).append(gid)
+                    last_end = b
+            groups[signal], n_groups[signal] = node_groups, gid + 1
+        rows = _RowReader(work / "full")
 
         threshold = self.cfg.dedup.threshold
-        inserted = {s: set() for s in groups}
+        # per group, the members kept past this check so far, in input order (the in-process LSH's
+        # buckets): a record is compared with those only, so a group of 100k copies costs 100k checks
+        kept_in = {s: [[] for _ in range(n)] for s, n in n_groups.items()}
         removals: dict[int, list] = {}
-        roots: dict[tuple, str | None] = {}
-        nodes = sorted(set().union(*[set(g) for g in groups.values()])) if groups else []
+        roots: dict[int, str | None] = {}
+        nodes = sorted(set().union(*[g.keys() for g in groups.values()])) if groups else []
         for node in nodes:
-            for signal in groups:
-                gids = groups[signal].get(node)
+            for signal, node_groups in groups.items():
+                gids = node_groups.get(node)
                 if not gids:
-                    inserted[signal].add(node)
                     continue
-                cands = sorted({m for g in gids for m in members[signal][g] if m < node and m in inserted[signal]})
+                buckets = kept_in[signal]
+                cands = sorted({m for g in gids for m in buckets[g]})
                 match = None
                 for c in cands:
-                    if signal == "exact" or threshold is None or jaccard(sig(signal, node), sig(signal, c)) >= threshold:
+                    if signal == "exact" or threshold is None or jaccard(rows(signal, node), rows(signal, c)) >= threshold:
                         match = c
                         break
                 if match is None:
-                    inserted[signal].add(node)
+                    for g in gids:
+                        buckets[g].append(node)
                     continue
                 reason = "exact" if signal == "exact" else f"near_{signal}"
-                removals.setdefault(node[0], []).append((node[1], reason, match))
+                removals.setdefault(node >> 32, []).append((node & 0xFFFFFFFF, reason, match))
                 roots[match] = None
                 break
-        for f in sorted({r[0] for r in roots}):  # the ids of the records kept in place of duplicates
-            wanted = {d for (ff, d) in roots if ff == f}
+        rows.close()
+        del groups, kept_in, nodes
+        for f in sorted({r >> 32 for r in roots}):  # the ids of the records kept in place of duplicates
+            wanted = {r & 0xFFFFFFFF for r in roots if r >> 32 == f}
             with open(work / "records" / f"{f:05d}.jsonl", encoding="utf-8") as fh:
                 for i, line in enumerate(fh):
                     if i in wanted:
-                        roots[(f, i)] = json.loads(line)["r"].get("id")
+                        roots[f << 32 | i] = json.loads(line)["r"].get("id")
         out = work / "remove"
         out.mkdir(parents=True, exist_ok=True)
         for f in range(self.n_files):
@@ -223,11 +218,38 @@ class DecideStage:
             atomic_write_text(out / f"{f:05d}.jsonl", text)
 
 
+class _RowReader:
+    """One record's full signature by ``pread`` from ``full/SIGNAL/F.npy``: no mapping, so the
+    signatures of a corpus never sit in this process's memory (an mmap's touched pages would)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.files = folder, {}
+
+    def __call__(self, signal: str, node: int) -> np.ndarray:
+        key = (signal, node >> 32)
+        if key not in self.files:
+            path = self.folder / signal / f"{node >> 32:05d}.npy"
+            with open(path, "rb") as fh:
+                fmt = np.lib.format
+                header = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
+                shape, _, dtype = header(fh)
+                offset = fh.tell()
+            self.files[key] = (os.open(path, os.O_RDONLY), offset, shape[1] * np.dtype(dtype).itemsize, dtype)
+        fd, offset, width, dtype = self.files[key]
+        return np.frombuffer(os.pread(fd, width, offset + (node & 0xFFFFFFFF) * width), dtype=dtype)
+
+    def close(self):
+        for fd, *_ in self.files.values():
+            os.close(fd)
+        self.files.clear()
+
+
 class WriteStage(_Stage):
     name = "write"
 
     def one(self, index: int):
         from revgen.curate.chain import export
+        from revgen.evaluate.mix import Tally
 
         work, stem = Path(self.work), f"{index:05d}"
         remove = {}
@@ -235,7 +257,7 @@ class WriteStage(_Stage):
             d, reason, first = json.loads(line)
             remove[d] = (reason, first)
         counts = json.loads((work / "counts" / f"{stem}.json").read_text())["counts"]
-        dropped = {}
+        dropped, tally = {}, Tally()
         (work / "parts").mkdir(exist_ok=True)
         with open(work / "parts" / f"{stem}.dataset.tmp", "w", encoding="utf-8") as ds, \
                 open(work / "parts" / f"{stem}.rejected.tmp", "w", encoding="utf-8") as rj, \
@@ -255,6 +277,7 @@ class WriteStage(_Stage):
                                            "duplicate_of": first, "record": record}))  # fmt: skip
                     dropped[f"dropped/dedup/{reason}"] = dropped.get(f"dropped/dedup/{reason}", 0) + 1
                 else:
+                    tally.add(k["r"])
                     ds.write(shards.dumps(export(k["r"], self.cfg.format)))
             while nxt is not None:
                 rj.write(shards.dumps(nxt["row"]))
@@ -264,16 +287,17 @@ class WriteStage(_Stage):
             counts[key] = counts.get(key, 0) + v
         os.replace(work / "parts" / f"{stem}.dataset.tmp", work / "parts" / f"{stem}.dataset.jsonl")
         os.replace(work / "parts" / f"{stem}.rejected.tmp", work / "parts" / f"{stem}.rejected.jsonl")
-        atomic_write_text(work / "parts" / f"{stem}.counts.json", json.dumps(counts))
+        atomic_write_text(work / "parts" / f"{stem}.counts.json", json.dumps({"counts": counts, "mix": tally.counts()}))
 
 
 def _executor(eng: EngineSettings, pipeline, tasks: int, logs: Path, name: str, depends=None):
     if eng.executor == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(eng.workers, tasks) if eng.workers > 0 else tasks,
+        workers = min(eng.workers if eng.workers > 0 else os.cpu_count() or 1, tasks)  # 14 bands need not be 14 processes
+        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers,
                                      logging_dir=str(logs / name), depends=depends,
-                                     start_method="fork" if tasks > 1 else "forkserver")  # fmt: skip
+                                     start_method="fork")  # fmt: skip
     if eng.executor == "ray":
         from datatrove.executor.ray import RayPipelineExecutor
 
@@ -369,9 +393,13 @@ def _quiet_datatrove():
 def _merge(files, work: Path, out: Path, problems: dict, eng: EngineSettings, tasks: int) -> dict:
     from collections import Counter
 
-    counts: Counter = Counter()
+    from revgen.evaluate.mix import Tally
+
+    counts, tally = Counter(), Tally()
     for i in range(len(files)):
-        counts.update(json.loads((work / "parts" / f"{i:05d}.counts.json").read_text()))
+        part = json.loads((work / "parts" / f"{i:05d}.counts.json").read_text())
+        counts.update(part["counts"])
+        tally.merge(part["mix"])
         for kind, v in json.loads((work / "counts" / f"{i:05d}.json").read_text())["problems"].items():
             if kind == "examples":
                 problems.setdefault("examples", []).extend(v[: 5 - len(problems.get("examples", []))])
@@ -386,4 +414,4 @@ def _merge(files, work: Path, out: Path, problems: dict, eng: EngineSettings, ta
         os.replace(tmp, out / f"{name}.jsonl")
     if not eng.keep_work_dir:
         shutil.rmtree(work, ignore_errors=True)
-    return {"counts": counts, "engine": {**asdict(eng), "tasks": tasks, "input_files": len(files)}}
+    return {"counts": counts, "mix": tally.counts(), "engine": {**asdict(eng), "tasks": tasks, "input_files": len(files)}}

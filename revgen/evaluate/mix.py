@@ -56,3 +56,43 @@ def compare_mix(synthetic: list[str], real: list[str], synthetic_types: list | N
         a, b = distribution(synthetic_types), distribution(real_types)
         out.update(synthetic_types=a, real_types=b, tv_type=total_variation(a, b))
     return out
+
+
+class Tally:
+    """Streaming counts of kept instructions' kinds, leading words and openers (bounded by vocabulary)."""
+
+    def __init__(self, counts: dict | None = None):
+        counts = counts or {}
+        self.kind = Counter(counts.get("kind", {}))
+        self.lead = Counter(counts.get("lead", {}))
+        self.opener = Counter(counts.get("opener", {}))
+
+    def add(self, record: dict) -> None:
+        instruction = str(record.get("instruction", ""))
+        self.kind[kind(instruction)] += 1
+        self.lead[leading_word(instruction)] += 1
+        meta = record.get("meta") or {}
+        if "opener" in meta:
+            self.opener[meta["opener"] or "(free)"] += 1
+
+    def counts(self) -> dict:
+        return {"kind": dict(self.kind), "lead": dict(self.lead), "opener": dict(self.opener)}
+
+    def merge(self, counts: dict) -> None:
+        other = Tally(counts)
+        self.kind.update(other.kind)
+        self.lead.update(other.lead)
+        self.opener.update(other.opener)
+
+    def summary(self, seed_openers: dict | None = None, top: int = 15) -> dict:
+        """Shares of the kept set, and its leading-word distance to the seed's first words."""
+        lead = distribution(self.lead.elements())
+        out = {"n": sum(self.kind.values()), "kind": distribution(self.kind.elements()),
+               "leading_words": dict(list(lead.items())[:top])}  # fmt: skip
+        if self.opener:
+            out["openers"] = distribution(self.opener.elements())
+        if seed_openers:
+            seed = distribution(w.lower() for w, c in seed_openers.items() for _ in range(c))
+            out["seed_leading_words"] = dict(list(seed.items())[:top])
+            out["tv_leading_word_vs_seed"] = total_variation(lead, seed)
+        return out

@@ -1,0 +1,64 @@
+"""Openers: the words real instructions start with, learned from the backward model's training data.
+
+A backward model trained on Dolly writes "What is X?" for nearly every passage, although a third of
+real instructions are requests ("List ...", "Summarize ...", "Classify ...", "Given ..., write ...").
+``revgen train`` saves the first word of every training instruction with its count beside the adapter
+(``openers.json``). ``revgen synthesize --openers N`` then adds, per segment, N candidates whose
+decoding is forced to begin with an opener drawn (seeded, without replacement, weighted by the seed
+counts) from that list; the free candidates stay. Which candidate fits its passage is curation's
+job (``score: {scorers: [pmi], best_of_candidates: true, ...}``): a type is never forced onto a
+passage that does not fit it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+from revgen.errors import UserError
+
+FILE = "openers.json"
+TOP = 40  # openers drawn from; the tail of one-off first words is noise (kept in the file for the mix)
+_FIRST = re.compile(r"[A-Za-z][A-Za-z']*")
+
+
+def first_word(instruction: str) -> str | None:
+    m = _FIRST.match(instruction.strip())
+    return m.group(0) if m else None
+
+
+def learn(instructions) -> dict:
+    """Every first word (as written: "List", "What") with its count, most common first."""
+    return dict(Counter(w for w in map(first_word, instructions) if w).most_common())
+
+
+def save(directory: str | Path, counts: dict) -> Path:
+    path = Path(directory) / FILE
+    path.write_text(json.dumps({"counts": counts}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load(directory: str | Path) -> dict | None:
+    path = Path(directory) / FILE
+    if not path.is_file():
+        return None
+    try:
+        counts = json.loads(path.read_text(encoding="utf-8"))["counts"]
+        return {str(k): int(v) for k, v in counts.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path}: not an openers file written by `revgen train` ({exc})") from None
+
+
+def draw(counts: dict, k: int, seed: int) -> list[str]:
+    """``k`` distinct openers from the ``TOP`` most common, weighted by their seed counts, the same
+    for the same seed."""
+    rng, pool, out = random.Random(seed), dict(Counter(counts).most_common(TOP)), []
+    while pool and len(out) < k:
+        words, weights = zip(*pool.items())
+        pick = rng.choices(words, weights)[0]
+        out.append(pick)
+        del pool[pick]
+    return out
