@@ -36,6 +36,9 @@ VARIANTS = {
                           "lora": {"dropout": 0.0}, "quant_skip_layers": 6},
     "fast": "recipe:llama2-7b-qlora-fast.yaml",
     "bf16-lora": {"load_in_4bit": False},
+    # (recipe, overrides): levers on top of the fast recipe
+    "fast-compile": ("llama2-7b-qlora-fast.yaml", {"trainer": {"torch_compile": True}}),
+    "fast-nockpt": ("llama2-7b-qlora-fast.yaml", {"gradient_checkpointing": False}),
 }
 
 
@@ -95,8 +98,10 @@ def run_variant(name: str, model_dir: Path, data: Path, workdir: Path, steps: in
     from revgen.train.trainer import TrainConfig, train
 
     spec = VARIANTS[name]
-    recipe = ROOT / "recipes" / spec.split(":", 1)[1] if isinstance(spec, str) else SEED_RECIPE
-    overrides = {} if isinstance(spec, str) else json.loads(json.dumps(spec))
+    if isinstance(spec, str):
+        spec = (spec.split(":", 1)[1], {})
+    recipe = ROOT / "recipes" / spec[0] if isinstance(spec, tuple) else SEED_RECIPE
+    overrides = json.loads(json.dumps(spec[1] if isinstance(spec, tuple) else spec))
     overrides.update(model=str(model_dir), data=str(data), output_dir=str(workdir / f"run-{name}"))
     overrides["trainer"] = {**overrides.get("trainer", {}), "max_steps": steps, "logging_steps": 1}
     cfg = cfgmod.load(TrainConfig, "train", recipe, overrides)
