@@ -69,6 +69,7 @@ def main():
     ap.add_argument("--model", default="smollm2-135m", help="base model: rubric judge, IFD model, zero-shot writer")
     ap.add_argument("--forward", help="a forward adapter dir for a second IFD (Humpback's M0)")
     ap.add_argument("--backward", default="runs/value/backward", help="backward adapter dir for the cycle score")
+    ap.add_argument("--scores", nargs="+", default=["rubric", "ifd", "cycle", "pmi"], help="which scores to probe")
     ap.add_argument("--rows", type=int, default=48, help="true pairs (from the value bench's held-out split)")
     ap.add_argument("--rubric-rows", type=int, default=24, help="the rubric prompt is long: score this many per kind")
     args = ap.parse_args()
@@ -90,10 +91,10 @@ def main():
            "truncated": [{**p, "instruction": " ".join(p["instruction"].split()[:3])} for p in pos]}  # fmt: skip
     report = {"rows": n, "zero_shot_examples": writes[:5], "scores": {}, "filters": {}}
 
-    systems = [("rubric", args.model), ("ifd", args.model), ("cycle", args.backward)]
+    systems = [("rubric", args.model), ("ifd", args.model), ("cycle", args.backward), ("pmi", args.backward)]
     if args.forward:
         systems.append(("ifd", args.forward))
-    for name, ref in systems:
+    for name, ref in [(n, r) for n, r in systems if n in args.scores]:
         (scorer,) = scorers.build([name], judge=ref, forward=ref, backward=ref)
         k = args.rubric_rows if name == "rubric" else n
         with timed() as t:

@@ -13,7 +13,7 @@ Both are stateful filters for the FilterRunner, so counts and rejected rows come
 from __future__ import annotations
 
 from revgen.curate.filters.base import Filter
-from revgen.curate.signatures import Signer, exact_key, jaccard, normalize
+from revgen.curate.signatures import Signer, exact_key, jaccard, normalize, segment_key
 from revgen.errors import UserError
 
 __all__ = ["ExactDedup", "NearDedup", "SemanticDedup", "normalize"]
@@ -50,14 +50,17 @@ class NearDedup(Filter):
     def __call__(self, r):
         sig = self.signature(r[self.field])
         keys = [sig[b * self.rows : (b + 1) * self.rows].tobytes() for b in range(self.bands)]
+        seg = segment_key(r) if self.field == "output" else 0
         cands = sorted({i for b, k in enumerate(keys) for i in self._buckets[b].get(k, ())})
         for i in cands:  # the earliest kept match, as the staged path picks it
-            cid, csig = self._kept[i]
+            cid, csig, cseg = self._kept[i]
+            if seg and cseg == seg:  # another candidate for the same segment: not a duplicate
+                continue
             if self.threshold is None or jaccard(sig, csig) >= self.threshold:
                 return False, f"near_{self.field}", {"duplicate_of": cid}
         for b, k in enumerate(keys):
             self._buckets[b].setdefault(k, []).append(len(self._kept))
-        self._kept.append((r["id"], sig))
+        self._kept.append((r["id"], sig, seg))
         return True
 
     def settings(self):

@@ -7,6 +7,9 @@
   PPL(output) under a forward model; low means the instruction explains the output. Lower is better.
 - ``cycle``: mean log p(instruction | output) under the backward model, with its own template:
   would the backward model write this instruction for this output? Higher is better.
+- ``pmi``: ``cycle`` minus the mean log p(instruction | an empty output): how much this output, not
+  fluency or length, raises the instruction's probability. The fit score that picks among
+  ``synthesize --openers`` candidates (``best_of_candidates``). Higher is better.
 
 Any scorer can use any model: the embedded default, a local folder, a Hub id, or an adapter dir
 from ``revgen train`` (a forward model trained on the seed data is Humpback's M0).
@@ -21,14 +24,15 @@ from pathlib import Path
 from revgen.curate.rubric import Rubric, rubric_text, score_token_ids  # noqa: F401 (public here too)
 from revgen.errors import UserError
 
-SCORERS = ("rubric", "ifd", "cycle")
+SCORERS = ("rubric", "ifd", "cycle", "pmi")
 RUBRIC_BACKENDS = ("transformers", "vllm", "openai")
-HIGHER_IS_BETTER = {"rubric": True, "ifd": False, "cycle": True}
+HIGHER_IS_BETTER = {"rubric": True, "ifd": False, "cycle": True, "pmi": True}
 # each score's scale, for checking a selection threshold: (low, high, in words)
 SCALES = {"rubric": (1, 5, "the rubric's expected score in [1, 5]"),
           "rubric_argmax": (1, 5, "the rubric's most likely score in [1, 5]"),
           "ifd": (0, math.inf, "a perplexity ratio > 0 (lower is better; 1 = the instruction does not help)"),
-          "cycle": (-math.inf, 0, "a mean log-probability <= 0 (e.g. -1.5)")}  # fmt: skip
+          "cycle": (-math.inf, 0, "a mean log-probability <= 0 (e.g. -1.5)"),
+          "pmi": (-math.inf, math.inf, "a mean log-probability difference (e.g. 0.5; > 0: the output helps)")}  # fmt: skip
 
 
 def load_model(ref: str, dtype: str = "auto"):
@@ -80,6 +84,18 @@ class Cycle:
     def score(self, records: list[dict]) -> list[dict]:
         res = self.scorer.nll([self.template.prompt(r["output"]) for r in records], [r["instruction"] for r in records])
         return [{"cycle": round(-s / max(n, 1), 4)} for s, n in res]
+
+
+class PMI(Cycle):
+    """``cycle`` minus mean log p(instruction | the template around an empty output)."""
+
+    name = "pmi"
+
+    def score(self, records: list[dict]) -> list[dict]:
+        instructions = [r["instruction"] for r in records]
+        cond = self.scorer.nll([self.template.prompt(r["output"]) for r in records], instructions)
+        plain = self.scorer.nll([self.template.prompt("")] * len(records), instructions)
+        return [{"pmi": round((u - c) / max(n, 1), 4)} for (c, n), (u, _) in zip(cond, plain)]
 
 
 @dataclass
@@ -155,5 +171,5 @@ def build(names: list[str], *, judge: str, forward: str, backward: str, dtype: s
             out.append(IFD(model, tok, d, batch_size))
         else:
             model, tok, d = get(backward)
-            out.append(Cycle(model, tok, d, batch_size))
+            out.append((PMI if name == "pmi" else Cycle)(model, tok, d, batch_size))
     return out

@@ -101,5 +101,13 @@ class ExactSigner(MinhashDedupSignature):
         write_bands(self, np.asarray(keys, dtype=np.uint64).reshape(-1, 1, 1), rank)
 
 
+def segment_key(record: dict) -> int:
+    """The segment a candidate was written for (synthesize's ``meta.segment_id``), 0 when unknown.
+    Candidates of one segment share their output by construction: the output check does not count
+    them as each other's duplicates, so ``best_of_candidates`` still sees all of them."""
+    seg = (record.get("meta") or {}).get("segment_id")
+    return xxhash.xxh64_intdigest(str(seg).encode()) | 1 if seg is not None else 0
+
+
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float((a == b).mean())

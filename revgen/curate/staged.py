@@ -101,10 +101,10 @@ class FilterStage(_Stage):
     def one(self, index: int):
         from revgen.curate.chain import build_filters, read_records
         from revgen.curate.filters import FilterRunner
-        from revgen.curate.signatures import exact_key
+        from revgen.curate.signatures import exact_key, segment_key
 
         work, stem = Path(self.work), f"{index:05d}"
-        for sub in ("records", "rejected", "counts", "full/instruction", "full/output"):
+        for sub in ("records", "rejected", "counts", "full/instruction", "full/output", "full/segment"):
             (work / sub).mkdir(parents=True, exist_ok=True)
         problems: dict = {}
         kept = []
@@ -128,6 +128,9 @@ class FilterStage(_Stage):
             if signal == "exact":  # datatrove's sorted bucket files, named by the input file
                 signer.write_buckets(np.array([exact_key(k["r"]) for k in kept], dtype=np.uint64), rank=index)
                 continue
+            if signal == "output":  # candidates of one segment are not each other's duplicates
+                np.save(work / "full" / "segment" / f"{stem}.npy",
+                        np.array([segment_key(k["r"]) for k in kept], dtype=np.uint64).reshape(-1, 1))
             width = signer.config.num_buckets * signer.config.hashes_per_bucket
             sigs = np.array([signer.hashvalues(k["r"][signal]) for k in kept], dtype=np.uint32).reshape(-1, width)
             np.save(work / "full" / signal / f"{stem}.npy", sigs)
@@ -189,8 +192,11 @@ class DecideStage:
                     continue
                 buckets = kept_in[signal]
                 cands = sorted({m for g in gids for m in buckets[g]})
+                seg = int(rows("segment", node)[0]) if signal == "output" else 0
                 match = None
                 for c in cands:
+                    if seg and int(rows("segment", c)[0]) == seg:  # the same segment's other candidate
+                        continue
                     if signal == "exact" or threshold is None or jaccard(rows(signal, node), rows(signal, c)) >= threshold:
                         match = c
                         break

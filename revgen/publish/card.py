@@ -162,7 +162,7 @@ def render(path: str | Path, *, license: str | None = None, language: list[str] 
             load_args=f'"{repo_id}"' if repo_id else f'"json", data_files="{_local_files(run)}"', trl_snippet=_trl_snippet(run.format),
             pipeline=_pipeline(run), template=(run.synth or {}).get("template", "not recorded"),
             synth_counts=_synth_counts(run), counts=_counts(run), filters=_filters(run),
-            judge=(run.stats or {}).get("judge"), scores=_scores(run), examples=examples, model_note=_model_note(run),
+            judge=(run.stats or {}).get("judge"), scores=_scores(run), mix=_mix(run), examples=examples, model_note=_model_note(run),
             revgen_version=__version__, report=(run.path / "report.html").is_file() and run.kind == "curated",
             rewrite=_rewrite(run),
         )  # fmt: skip
@@ -181,6 +181,17 @@ def _scores(run) -> dict | None:
     return {"names": ", ".join(f"`{n}`" for n in sc.get("distribution", {})) or ", ".join(sc.get("scorers", [])),
             "select": json.dumps(select) if select else "none (scored only)",
             "file": "scores.jsonl" if (run.path / "scores.jsonl").is_file() else None}  # fmt: skip
+
+
+def _mix(run) -> dict | None:
+    """The kept instructions' kinds and first words (stats.json ``instruction_mix``), in words."""
+    m = (run.stats or {}).get("instruction_mix")
+    if not m or not m.get("n") or run.kind != "curated":
+        return None
+    shares = lambda d, k=6: ", ".join(f"{w or '(none)'} {100 * v:.0f}%" for w, v in list(d.items())[:k])  # noqa: E731
+    return {"n": m["n"], "questions": f"{100 * m['kind'].get('question', 0):.0f}%", "words": shares(m["leading_words"]),
+            "seed": shares(m["seed_leading_words"]) if m.get("seed_leading_words") else None,
+            "tv": m.get("tv_leading_word_vs_seed"), "openers": shares(m["openers"]) if m.get("openers") else None}  # fmt: skip
 
 
 def _check_metadata(text: str, template) -> None:

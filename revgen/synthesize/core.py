@@ -11,7 +11,8 @@ import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from revgen import runinfo, tasktypes
+from revgen import openers, runinfo, tasktypes
+from revgen.errors import UserError
 from revgen.generate import Sampling
 from revgen.generate.choose import choose_backend
 from revgen.models import adapter_base_model
@@ -43,6 +44,9 @@ class SynthConfig:
     top_p: float = 0.9
     max_new_tokens: int = 128
     num_candidates: int = 1
+    # per segment, N more candidates whose decoding begins with an opener drawn from the seed data's
+    # first words (revgen/openers.py: "List", "Summarize", "Given", ...); curation picks what fits
+    openers: int = 0
     task_mix: str | dict | None = None  # typed backward model: auto (it names the type), seed, or TYPE=W,TYPE=W
     seed: int = 0
     shard_size: int = 1000  # segments per shard
@@ -77,6 +81,7 @@ class Context:
     adapter_sha256: str
     task_types: dict | None = None  # seed counts per type of a typed backward model (tasktypes.py)
     task_mix: dict | None = None  # forced types are drawn from this mix; None: the model names them
+    openers: dict | None = None  # the adapter's seed openers with counts (when cfg.openers > 0)
     backend_why: str = ""  # why this backend (auto: vLLM, or transformers for a small job)
 
     @classmethod
@@ -89,12 +94,12 @@ class Context:
         sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.num_candidates)
         types = tasktypes.load(adapter)
         # a job bounded by max_docs is small enough to know: segments ~ documents (a long one splits)
-        job = cfg.max_docs * cfg.num_candidates * cfg.max_new_tokens if cfg.max_docs else None
+        job = cfg.max_docs * (cfg.num_candidates + cfg.openers) * cfg.max_new_tokens if cfg.max_docs else None
         backend, why = choose_backend(cfg.backend, job)
         return cls(cfg, adapter, get_template(str(adapter)), AutoTokenizer.from_pretrained(str(adapter)),
                    backend, merge, adapter_base_model(adapter, cfg.model), sampling,
                    runinfo.dir_hash(adapter), types, tasktypes.parse_mix(cfg.task_mix, types, str(adapter)),
-                   why)  # fmt: skip
+                   _openers(adapter, cfg.openers), why)  # fmt: skip
 
     @property
     def meta(self) -> dict:
@@ -147,3 +152,13 @@ def _chunks(iterable, n: int):
             chunk = []
     if chunk:
         yield chunk
+
+
+def _openers(adapter: Path, n: int) -> dict | None:
+    if n < 1:
+        return None
+    found = openers.load(adapter)
+    if not found:
+        raise UserError(f"--openers needs {adapter}/{openers.FILE} (written by `revgen train` since 2026-11-30): "
+                        "retrain the backward model, or run without --openers")  # fmt: skip
+    return found

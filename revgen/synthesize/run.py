@@ -121,6 +121,8 @@ def synthesize(cfg: SynthConfig) -> dict:
         raise UserError("no corpus given (CORPUS argument or synthesize.corpus in the recipe)")
     if cfg.num_candidates < 1 or cfg.max_new_tokens < 1:
         raise UserError("num_candidates and max_new_tokens must be at least 1")
+    if cfg.openers < 0:
+        raise UserError(f"openers must be 0 or more, got {cfg.openers}")
     adapter = Path(cfg.adapter)
     if not (adapter / "adapter_config.json").is_file():
         raise UserError(f"{adapter} is not an adapter directory from `revgen train` (no adapter_config.json)")

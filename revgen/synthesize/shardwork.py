@@ -8,12 +8,13 @@ imported: the core imports this module, not the reverse).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import xxhash
 
-from revgen import shards, tasktypes
+from revgen import openers, shards, tasktypes
 from revgen.generate import get_generator
 from revgen.models import merged_dir
 from revgen.prompts import encode_prompt
@@ -80,7 +81,7 @@ def pending_batches(cfg, shard_dir: Path, index: int, items: list, progress) -> 
     if shards.is_done(shard_dir, index):
         progress.skip(len(items))
         return None
-    complete = shards.recover(shard_dir, index, _unit, cfg.num_candidates)
+    complete = shards.recover(shard_dir, index, _unit, cfg.num_candidates + cfg.openers)  # lines per finished segment
     pending = [it for it in items if it[0] not in complete]
     progress.skip(len(items) - len(pending))
     return [pending[i : i + cfg.batch_size] for i in range(0, len(pending), cfg.batch_size)]
@@ -93,31 +94,43 @@ def write_batch(shard_dir: Path, index: int, kept: list, dropped: list) -> None:
 
 
 def generate_batch(ctx, generator, index: int, batch: list) -> tuple[list, list, int]:
-    """Records and dropped lines for one batch of (unit, doc, segment, text) items, and tokens generated."""
+    """Records and dropped lines for one batch of (unit, doc, segment, text) items, and tokens generated:
+    ``num_candidates`` free candidates per segment, then ``openers`` candidates begun with a seed opener."""
     cfg, template, meta_base = ctx.cfg, ctx.template, ctx.meta
     seeds = [segment_seed(cfg.seed, index, unit) for unit, *_ in batch]
     forced = [tasktypes.draw(ctx.task_mix, seed) if ctx.task_mix else None for seed in seeds]
-    prompts = [encode_prompt(ctx.tokenizer, template.prompt(text) + (tasktypes.prefix(t) if t else ""))
-               for (_, _, _, text), t in zip(batch, forced)]  # fmt: skip
-    results = generator.generate(prompts, ctx.sampling, seeds)
+    heads = [template.prompt(text) + (tasktypes.prefix(t) if t else "") for (_, _, _, text), t in zip(batch, forced)]
+    results = generator.generate([encode_prompt(ctx.tokenizer, h) for h in heads], ctx.sampling, seeds)
+    rows = [[(c, None) for c in cands] for cands in results]
+    if ctx.openers:
+        picks = [openers.draw(ctx.openers, cfg.openers, seed) for seed in seeds]
+        jobs = [(i, j, w) for i, ws in enumerate(picks) for j, w in enumerate(ws)]
+        prompts = [encode_prompt(ctx.tokenizer, heads[i] + (" " if forced[i] else "") + w) for i, _, w in jobs]
+        one = dataclasses.replace(ctx.sampling, n=1)
+        outs = generator.generate(prompts, one, [segment_seed(cfg.seed, index, f"{batch[i][0]}#opener{j}") for i, j, _ in jobs])
+        for (i, _, w), cands in zip(jobs, outs):
+            rows[i].extend((c, w) for c in cands)
     kept, dropped = [], []
-    for (unit, doc, seg, text), seed, cands, force in zip(batch, seeds, results, forced):
-        for k, c in enumerate(cands):
-            task_type, instruction = (force, c.text.strip()) if force else (
-                tasktypes.split(c.text) if ctx.task_types else (None, c.text.strip()))  # fmt: skip
+    for (unit, doc, seg, text), seed, cands, force in zip(batch, seeds, rows, forced):
+        for k, (c, opener) in enumerate(cands):
+            body = (opener + c.text) if opener else c.text
+            task_type, instruction = (force, body.strip()) if force else (
+                tasktypes.split(body) if ctx.task_types else (None, body.strip()))  # fmt: skip
             reason = "length" if c.finish_reason == "length" else ("empty" if not instruction else None)
             meta = {"doc_id": doc.id, "segment_id": unit, "segment": seg, "candidate": k, "source": doc.source,
                     **meta_base, "seed": seed, "finish_reason": c.finish_reason,
                     "prompt_tokens": c.prompt_tokens, "completion_tokens": c.n_tokens}  # fmt: skip
             if ctx.task_types:
                 meta.update(task_type=task_type, task_type_forced=bool(force))
+            if ctx.openers:
+                meta["opener"] = opener  # None: a free candidate
             if reason:
                 dropped.append({"id": f"{unit}:{k}", "segment_id": unit, "reason": reason,
-                                "instruction": c.text, "meta": meta})  # fmt: skip
+                                "instruction": body, "meta": meta})  # fmt: skip
             else:
                 kept.append({"id": f"{unit}:{k}", "instruction": instruction, "input": "", "output": text,
                              "meta": meta})  # fmt: skip
-    return kept, dropped, sum(c.n_tokens for cands in results for c in cands)
+    return kept, dropped, sum(c.n_tokens for cands in rows for c, _ in cands)
 
 
 def load_generator(ctx):

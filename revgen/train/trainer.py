@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from revgen import config as cfgmod
-from revgen import dtypes, runinfo, tasktypes
+from revgen import dtypes, openers, runinfo, tasktypes
 from revgen.dolly import BUNDLED, data_hash, load_pairs
 from revgen.errors import UserError
 from revgen.models import DEFAULT_MODEL, load_tokenizer, merge_adapter, resolve_model  # noqa: F401 (merge_adapter: public here too)
@@ -240,6 +240,8 @@ def train(cfg: TrainConfig) -> dict:
     types = dict(Counter(x["category"] for x in train_pairs)) if cfg.task_types else None
     if types:
         tasktypes.save(out, types)
+    if cfg.task == "backward":  # the seed's first words, for `synthesize --openers` (revgen/openers.py)
+        openers.save(out, openers.learn(tasktypes.split(x["completion"])[1] for x in train_pairs))
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]

@@ -150,3 +150,26 @@ def test_ray_executor_on_a_local_two_cpu_cluster_gives_the_same_dataset(corpus, 
         ray.shutdown()
     assert outputs(tmp_path) == reference[0]
     assert stats["counts"] == reference[1]["counts"]
+
+
+def test_candidates_of_one_segment_are_not_each_others_output_duplicates(dolly_rows, tmp_path):
+    """best_of_candidates picks among a segment's candidates: dedup must leave them all to it."""
+    src = tmp_path / "synth"
+    (src / "shards").mkdir(parents=True)
+    rows = []
+    long = [r for r in dolly_rows if len(r["response"].split()) >= 40 and not r["context"]][:60]
+    for i, r in enumerate(long):
+        for k, instruction in enumerate([r["instruction"], f"Summarize what this says about {r['category']}."]):
+            rows.append({"id": f"s{i}:{k}", "instruction": instruction, "input": "", "output": r["response"],
+                         "meta": {"segment_id": f"s{i}", "candidate": k}})  # fmt: skip
+    rows.append({**rows[0], "id": "s99:0", "meta": {"segment_id": "s99", "candidate": 0},
+                 "instruction": "Tell me something else about this."})  # another segment, the same passage
+    for k in range(2):
+        (src / "shards" / f"{k:05d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[k::2]))
+    a = curate(cfg(src, tmp_path / "a"))
+    b = curate(cfg(src, tmp_path / "b", executor="local", tasks=2))
+    assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+    rejected = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "a" / "rejected.jsonl").read_text().splitlines()}
+    assert rejected["s99:0"]["reason"] == "dedup/near_output" and rejected["s99:0"]["duplicate_of"] == "s0:0"
+    assert not any(r["reason"] == "dedup/near_output" for i, r in rejected.items() if i != "s99:0")
+    assert a["counts"]["dropped/dedup/near_output"] == 1

@@ -77,6 +77,9 @@ def test_card_carries_the_real_counts_of_the_run(run_dirs):
     first = json.loads((ds / "dataset.jsonl").read_text().splitlines()[0])
     assert json.dumps(first["instruction"], ensure_ascii=False)[:60] in text
     assert "inherited from the corpus card" in text
+    mix = stats["instruction_mix"]  # the kept instructions' kinds and first words, against the seed's
+    assert mix["n"] == stats["counts"]["kept"] and mix["seed_leading_words"] and 0 <= mix["tv_leading_word_vs_seed"] <= 1
+    assert f"Of the {mix['n']} kept instructions" in text and "The seed data's first words:" in text
 
 
 def test_license_is_declared_or_inherited_never_guessed(run_dirs, tmp_path):

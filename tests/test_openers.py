@@ -1,0 +1,70 @@
+"""Openers: learned at training, forced at synthesis, chosen by fit (pmi) at curation."""
+
+import json
+
+import pytest
+
+from revgen import openers, shards
+from revgen.curate.curation import CurateConfig, ScoreSettings, curate
+from revgen.errors import UserError
+from revgen.synthesize.run import SynthConfig, synthesize
+from tests.helpers import write_jsonl
+
+
+def test_learned_openers_are_the_seed_first_words_and_draws_are_seeded(trained_adapter, dolly_rows):
+    adapter, info = trained_adapter
+    counts = openers.load(adapter)
+    firsts = {openers.first_word(r["instruction"]) for r in dolly_rows}
+    assert counts and set(counts) <= firsts and sum(counts.values()) == info["data"]["train_rows"]
+    assert list(counts.values()) == sorted(counts.values(), reverse=True)
+    seed = openers.learn(r["instruction"] for r in dolly_rows)
+    assert list(seed)[0] == "What" and {"List", "Give", "Classify", "Write"} <= set(seed)
+    a, b = openers.draw(seed, 3, seed=5), openers.draw(seed, 3, seed=5)
+    assert a == b and len(set(a)) == 3 and set(a) <= set(list(seed)[: openers.TOP])
+    assert len({tuple(openers.draw(seed, 3, seed=s)) for s in range(20)}) > 10
+
+
+@pytest.mark.slow
+def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_fit(trained_adapter, dolly_rows, tmp_path):
+    adapter = trained_adapter[0]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"text": r["response"]} for r in dolly_rows[230:238]])
+    out = tmp_path / "synth"
+    cfg = SynthConfig(corpus=str(corpus), adapter=str(adapter), output_dir=str(out), backend="transformers",
+                      temperature=0.7, max_new_tokens=24, batch_size=4, micro_batch_size=8, shard_size=4, min_words=8,
+                      openers=2)  # fmt: skip
+    info = synthesize(cfg)
+    rows = list(shards.iter_records(out)) + list(shards.iter_records(out, dropped=True))
+    assert len(rows) == 3 * info["counts"]["segments"]  # one free + two forced per segment, nothing vanishes
+    by_seg: dict = {}
+    for r in rows:
+        by_seg.setdefault(r["meta"]["segment_id"], []).append(r)
+    for seg_rows in by_seg.values():
+        ops = [r["meta"]["opener"] for r in sorted(seg_rows, key=lambda r: r["meta"]["candidate"])]
+        assert ops[0] is None and len(set(ops[1:])) == 2 and all(o in openers.load(adapter) for o in ops[1:])
+        for r in seg_rows:
+            if r["meta"]["opener"] and "instruction" in r and "reason" not in r:
+                assert r["instruction"].startswith(r["meta"]["opener"])
+    assert synthesize(cfg)["generated_tokens_this_run"] == 0  # finished segments count three lines each
+
+    stats = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "cur"), report=False,
+                                score=ScoreSettings(scorers=["pmi", "cycle"], best_of_candidates=True,
+                                                    select={"score": "pmi"})))  # fmt: skip
+    kept = [json.loads(line) for line in (tmp_path / "cur" / "scores.jsonl").read_text().splitlines()]
+    segs = [k["id"].rsplit(":", 1)[0] for k in kept]
+    assert len(segs) == len(set(segs)) > 0  # one record per segment
+    assert all(abs(k["scores"]["pmi"]) < 20 and k["scores"]["cycle"] <= 0 for k in kept)
+    mix = stats["instruction_mix"]
+    assert mix["n"] == len(kept) and sum(mix["openers"].values()) == pytest.approx(1, abs=1e-3)
+    assert 0 <= mix["tv_leading_word_vs_seed"] <= 1 and mix["seed_leading_words"]
+
+
+def test_openers_need_an_adapter_that_learned_them(trained_adapter, tmp_path, dolly_rows):
+    import shutil
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(trained_adapter[0], adapter)
+    (adapter / openers.FILE).unlink()
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": dolly_rows[0]["response"]}])
+    with pytest.raises(UserError, match="--openers needs .*openers.json"):
+        synthesize(SynthConfig(corpus=str(corpus), adapter=str(adapter), output_dir=str(tmp_path / "o"),
+                               backend="transformers", openers=2))  # fmt: skip
