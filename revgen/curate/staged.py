@@ -381,9 +381,10 @@ def _quiet_datatrove():
     from datatrove.utils import logging as dt_logging
     from loguru import logger
 
-    def default():
+    def default():  # warnings only: an error comes back as the task's exception and revgen prints it once
         logger.remove()
-        logger.add(sys.stderr, level="WARNING", colorize=False, format="datatrove: {message}")
+        logger.add(sys.stderr, level="WARNING", colorize=False, format="datatrove: {message}",
+                   filter=lambda r: r["level"].no < 40 and r["exception"] is None)
 
     def add_task_logger(logging_dir, rank, local_rank=0, node_rank=-1):
         default()

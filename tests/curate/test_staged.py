@@ -173,3 +173,14 @@ def test_candidates_of_one_segment_are_not_each_others_output_duplicates(dolly_r
     assert rejected["s99:0"]["reason"] == "dedup/near_output" and rejected["s99:0"]["duplicate_of"] == "s0:0"
     assert not any(r["reason"] == "dedup/near_output" for i, r in rejected.items() if i != "s99:0")
     assert a["counts"]["dropped/dedup/near_output"] == 1
+
+
+def test_a_bad_line_in_a_jsonl_input_is_one_error_line_on_the_staged_path_too(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "Why is the sky blue?", "output": "Rayleigh scattering."}\n{not json\n')
+    cmd = [sys.executable, "-m", "revgen", "curate", str(bad), "-o", str(tmp_path / "out"), "--executor", "local"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("Error:")] == [
+        f"Error: {bad} line 2: malformed JSON (Expecting property name enclosed in double quotes)"]
+    assert not (tmp_path / "out" / "dataset.jsonl").exists()
