@@ -55,3 +55,22 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_counts(path: str | Path, counts: dict, **extra) -> Path:
+    """A small ``{..., "counts": {name: n}}`` JSON file saved beside a model (task types, openers)."""
+    path = Path(path)
+    path.write_text(json.dumps({**extra, "counts": counts}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_counts(path: str | Path, what: str) -> dict | None:
+    """``{name: n}`` from a file ``write_counts`` wrote; None when it is absent, one clear error when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        counts = json.loads(path.read_text(encoding="utf-8"))["counts"]
+        return {str(k): int(v) for k, v in counts.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path}: not {what} written by `revgen train` ({exc})") from None

@@ -12,13 +12,12 @@ passage that does not fit it.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import Counter
 from pathlib import Path
 
-from revgen.errors import UserError
+from revgen.io import read_counts, write_counts
 
 FILE = "openers.json"
 TOP = 40  # openers drawn from; the tail of one-off first words is noise (kept in the file for the mix)
@@ -36,20 +35,11 @@ def learn(instructions) -> dict:
 
 
 def save(directory: str | Path, counts: dict) -> Path:
-    path = Path(directory) / FILE
-    path.write_text(json.dumps({"counts": counts}, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_counts(Path(directory) / FILE, counts)
 
 
 def load(directory: str | Path) -> dict | None:
-    path = Path(directory) / FILE
-    if not path.is_file():
-        return None
-    try:
-        counts = json.loads(path.read_text(encoding="utf-8"))["counts"]
-        return {str(k): int(v) for k, v in counts.items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UserError(f"{path}: not an openers file written by `revgen train` ({exc})") from None
+    return read_counts(Path(directory) / FILE, "an openers file")
 
 
 def draw(counts: dict, k: int, seed: int) -> list[str]:

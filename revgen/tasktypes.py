@@ -12,13 +12,13 @@ adapter in ``task-types.json``.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
 from pathlib import Path
 
 from revgen.errors import UserError
+from revgen.io import read_counts, write_counts
 
 FILE = "task-types.json"
 _TAG = re.compile(r"^\s*\[([A-Za-z][\w\- ]{0,40})\]\s*")
@@ -43,21 +43,12 @@ def split(text: str) -> tuple[str | None, str]:
 
 
 def save(directory: str | Path, counts: dict) -> Path:
-    path = Path(directory) / FILE
-    path.write_text(json.dumps({"format": "[{type}] {instruction}", "counts": counts}, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_counts(Path(directory) / FILE, counts, format="[{type}] {instruction}")
 
 
 def load(directory: str | Path) -> dict | None:
     """The seed counts per type of a typed backward model; None for an untyped one."""
-    path = Path(directory) / FILE
-    if not path.is_file():
-        return None
-    try:
-        counts = json.loads(path.read_text(encoding="utf-8"))["counts"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: not a task-types file written by `revgen train` ({exc})") from None
-    return {str(k): int(v) for k, v in counts.items()}
+    return read_counts(Path(directory) / FILE, "a task-types file")
 
 
 def check_names(rows: list[dict], source: str, keep=lambda row: True) -> None:

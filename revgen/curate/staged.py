@@ -113,11 +113,11 @@ class FilterStage(_Stage):
                 rej.write(shards.dumps({"n": state["n"], "row": {"id": record.get("id"), "reason": reason, **detail,
                                                                   "record": record}}))  # fmt: skip
 
-            state = {"n": 0}
+            state = {"n": 0}  # the input ordinal of the record being filtered: rejections merge back in order
             runner = FilterRunner(build_filters(self.cfg, dedup=False), on_drop)
             source = self.files[index]
             records = read_records(source) if Path(self.cfg.input).is_file() else shards.iter_file(Path(source), problems)
-            for record in _numbered(records, state):
+            for state["n"], record in enumerate(records, 1):
                 kept.extend({"n": state["n"], "r": r} for r in runner.run([record]))
         os.replace(work / "rejected" / f"{stem}.jsonl.tmp", work / "rejected" / f"{stem}.jsonl")
         atomic_write_text(work / "records" / f"{stem}.jsonl", "".join(shards.dumps(k) for k in kept))
@@ -137,12 +137,6 @@ class FilterStage(_Stage):
             signer.write_buckets(sigs, rank=index)
         counts = dict(runner.counts)
         atomic_write_text(work / "counts" / f"{stem}.json", json.dumps({"counts": counts, "problems": problems}))
-
-
-def _numbered(records, state):
-    for record in records:
-        state["n"] += 1
-        yield record
 
 
 class DecideStage:
