@@ -25,6 +25,7 @@ from revgen.dolly import BUNDLED, data_hash, load_pairs
 from revgen.errors import UserError
 from revgen.models import DEFAULT_MODEL, load_tokenizer, merge_adapter, resolve_model  # noqa: F401 (merge_adapter: public here too)
 from revgen.prompts import get_template
+from revgen.train import fused_head
 from revgen.train.pairs import build_pairs
 from revgen.train.throughput import ThroughputCallback
 
@@ -231,7 +232,8 @@ def train(cfg: TrainConfig) -> dict:
     log.info("LoRA trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     if resume_step is not None:
         log.info("resuming from %s/checkpoint-%d (step %d)", out, resume_step, resume_step)
-    with contextlib.redirect_stdout(sys.stderr):  # transformers prints its log dicts to stdout
+    # transformers prints its log dicts to stdout
+    with contextlib.redirect_stdout(sys.stderr), fused_head.labelled_positions_only(p.device) as head_positions:
         result = trainer.train(resume_from_checkpoint=True if resume_step is not None else None)
 
     trainer.save_model(str(out))
@@ -251,6 +253,7 @@ def train(cfg: TrainConfig) -> dict:
         "config": cfgmod.to_dict(cfg),
         "config_hash": cfgmod.config_hash(cfg),
         "plan": dataclasses.asdict(p),
+        "lm_head_positions": head_positions,
         "compute": dtypes.choice(cfg.dtype, stage="train"),
         "base_model": model_ref,
         "task": cfg.task,
