@@ -36,7 +36,8 @@ from harness import markdown_table, parser, write_json
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # Llama-style names
 VARIANTS = ("S", "S+syn", "S+syn-cur", "S+real", "S+real-kept")
 # further variants, each one more step of the pipeline (run with --variants ... or --all)
-EXTRA = ("S+syn-cycle", "S+syn-rw", "S+typed-cur", "S+typed-mix-cur")
+EXTRA = ("S+syn-cycle", "S+syn-rw", "S+typed-cur", "S+typed-mix-cur", "S+best-cur", "S+openers-cur")
+# S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi
 
 
 def write_jsonl(path: Path, rows) -> str:
@@ -75,9 +76,11 @@ def backward(args, S, out: Path, name: str, typed: bool = False) -> Path:
     return back
 
 
-def synth_set(args, U, out: Path, name: str, adapter: Path, task_mix=None, score=None, cur_name=None):
-    """Synthesize U's responses with ``adapter``, curate (``score``: self-curation on top of the
-    filters); returns (all synthetic rows, curated rows, curate counts)."""
+def synth_set(args, U, out: Path, name: str, adapter: Path, task_mix=None, score=None, cur_name=None,
+              candidates: int = 1, openers: int = 0):
+    """Synthesize U's responses with ``adapter`` (``candidates`` free + ``openers`` opener-forced per
+    response), curate (``score``: self-curation on top of the filters); returns (the first candidate
+    of every response, the curated rows as curation wrote them, curate counts)."""
     from revgen import shards
     from revgen.curate.curation import CurateConfig, GopherSettings, ScoreSettings, curate
     from revgen.synthesize.run import SynthConfig, synthesize
@@ -86,18 +89,27 @@ def synth_set(args, U, out: Path, name: str, adapter: Path, task_mix=None, score
     synth = out / f"synth-{name}"
     synthesize(SynthConfig(corpus=corpus, id_field="id", adapter=str(adapter), output_dir=str(synth), backend=args.backend,
                            max_input_tokens=1024, min_words=1, temperature=args.temperature, max_new_tokens=64,
-                           seed=0, shard_size=64, batch_size=64, task_mix=task_mix))  # fmt: skip
+                           seed=0, shard_size=64, batch_size=64, task_mix=task_mix, num_candidates=candidates,
+                           openers=openers))  # fmt: skip
     # Gopher's output checks are for web text; the outputs here are human Dolly answers, so only
     # the instruction side and dedup are judged (as the curated variant of the issue asks).
     cur_dir = out / f"curated-{cur_name or name}"
     curate(CurateConfig(input=str(synth), output_dir=str(cur_dir), gopher=GopherSettings(enabled=False),
                         score=ScoreSettings(**score) if score else ScoreSettings(), report=False))  # fmt: skip
-    by_doc = {int(r["meta"]["doc_id"][1:]): r for r in shards.iter_records(synth)}
-    syn = [{**alpaca(U[i]), "instruction": rec["instruction"], "u": i, "task_type": rec["meta"].get("task_type")}
-           for i, rec in sorted(by_doc.items())]  # fmt: skip
-    kept_outputs = {json.loads(x)["output"] for x in (cur_dir / "dataset.jsonl").read_text().splitlines()}
+    by_doc: dict[int, list] = {}
+    for rec in shards.iter_records(synth):
+        by_doc.setdefault(int(rec["meta"]["doc_id"][1:]), []).append(rec)
+
+    def row(i, rec):
+        return {**alpaca(U[i]), "instruction": rec["instruction"], "u": i, "task_type": rec["meta"].get("task_type")}
+
+    syn = [row(i, recs[0]) for i, recs in sorted(by_doc.items())]
+    lines = (cur_dir / "dataset.jsonl").read_text().splitlines()
+    kept = {(k["output"].strip(), k["instruction"].strip()) for k in map(json.loads, lines)}
+    cur = [row(i, r) for i, recs in sorted(by_doc.items())
+           for r in [next((r for r in recs if (r["output"].strip(), r["instruction"].strip()) in kept), None)] if r]
     stats = json.loads((cur_dir / "stats.json").read_text())
-    return syn, [r for r in syn if r["output"].strip() in kept_outputs], stats.get("counts", stats)
+    return syn, cur, stats.get("counts", stats)
 
 
 def rewritten(args, U, out: Path, cur: list[dict], name: str) -> tuple[list[dict], dict]:
@@ -225,6 +237,11 @@ def main():
             sets["typed-mix"] = synth_set(args, U, out, "typed-mix", typed, task_mix="seed")
         if args.best_of > 1:
             extra["eval_backward_typed"] = eval_backward(args, out, typed, H, "typed")
+    pmi = {"scorers": ["pmi"], "backward": str(back), "best_of_candidates": True, "select": {"score": "pmi"}}
+    if "S+best-cur" in variants:
+        sets["best"] = synth_set(args, U, out, "best", back, score=pmi, candidates=4)
+    if "S+openers-cur" in variants:
+        sets["openers"] = synth_set(args, U, out, "openers", back, score=pmi, candidates=1, openers=3)
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
     if "S+syn-rw" in variants:
@@ -235,7 +252,8 @@ def main():
              "S+syn": [write_jsonl(out / "syn.jsonl", syn)], "S+syn-cur": [write_jsonl(out / "syn-cur.jsonl", cur)],
              "S+real": [write_jsonl(out / "real.jsonl", map(alpaca, U))],
              "S+real-kept": [write_jsonl(out / "real-kept.jsonl", (alpaca(U[i]) for i in sorted(kept_u)))]}  # fmt: skip
-    for key, name in (("cycle", "S+syn-cycle"), ("typed", "S+typed-cur"), ("typed-mix", "S+typed-mix-cur")):
+    for key, name in (("cycle", "S+syn-cycle"), ("typed", "S+typed-cur"), ("typed-mix", "S+typed-mix-cur"),
+                      ("best", "S+best-cur"), ("openers", "S+openers-cur")):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
     if "S+syn-rw" in variants:
