@@ -10,7 +10,7 @@ on disk under ``work_dir`` (default ``OUTPUT_DIR/.staged``):
    survivor's full near signature (``full/SIGNAL/F.npy``) for the Jaccard check.
 2. ``buckets`` (datatrove's ``MinhashDedupBuckets``, one task per band): merge-sorts each band's
    signature files and writes the colliding pairs.
-3. ``decide`` (one task): replays the in-process chain's decision on the colliding records only
+3. ``decide`` (one task, ``revgen/curate/decide.py``): replays the in-process chain's decision on the colliding records only
    (exact, then near instruction, then near output; a record is a duplicate of the earliest kept
    record it collides with whose estimated Jaccard is >= threshold), in input order. Memory grows
    with the number of colliding records, not with the corpus.
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from revgen import shards
+from revgen.curate.decide import DecideStage, near_settings
 from revgen.errors import UserError
 from revgen.io import atomic_write_text
 
@@ -80,11 +81,6 @@ class _Stage:
         raise NotImplementedError
 
 
-def _near_settings(cfg) -> list[tuple[str, bool]]:
-    d = cfg.dedup
-    return [("exact", d.exact), ("instruction", d.near_instruction), ("output", d.near_output)]
-
-
 def _signer(cfg, signal: str, work: Path):
     from revgen.curate.signatures import ExactSigner, Signer
 
@@ -121,7 +117,7 @@ class FilterStage(_Stage):
                 kept.extend({"n": state["n"], "r": r} for r in runner.run([record]))
         os.replace(work / "rejected" / f"{stem}.jsonl.tmp", work / "rejected" / f"{stem}.jsonl")
         atomic_write_text(work / "records" / f"{stem}.jsonl", "".join(shards.dumps(k) for k in kept))
-        for signal, on in _near_settings(self.cfg):
+        for signal, on in near_settings(self.cfg):
             if not on:
                 continue
             signer = _signer(self.cfg, signal, work)
@@ -137,111 +133,6 @@ class FilterStage(_Stage):
             signer.write_buckets(sigs, rank=index)
         counts = dict(runner.counts)
         atomic_write_text(work / "counts" / f"{stem}.json", json.dumps({"counts": counts, "problems": problems}))
-
-
-class DecideStage:
-    """One task: the in-process chain's duplicate decisions, replayed on colliding records only."""
-
-    name = "decide"
-
-    def __init__(self, cfg, files: list[Path], work: Path):
-        self.cfg, self.n_files, self.work = cfg, len(files), str(work)
-
-    def __call__(self, data, rank: int = 0, world_size: int = 1):
-        from revgen.curate.signatures import jaccard
-
-        work = Path(self.work)
-        groups: dict[str, dict[int, list]] = {}  # signal -> node -> [group ids]; node = file << 32 | doc
-        n_groups: dict[str, int] = {}
-        for signal, on in _near_settings(self.cfg):
-            if not on:
-                continue
-            node_groups, gid = {}, -1
-            for path in sorted((work / "dups" / signal).glob("*.dups")):
-                pairs = np.fromfile(path, dtype="<u4")
-                pairs = pairs[: len(pairs) // 4 * 4].reshape(-1, 4).astype(np.int64)
-                a_nodes = ((pairs[:, 0] << 32) | pairs[:, 1]).tolist()
-                b_nodes = ((pairs[:, 2] << 32) | pairs[:, 3]).tolist()
-                last_end = None
-                for a, b in zip(a_nodes, b_nodes):
-                    if a != last_end:  # consecutive pairs of one band value chain a group
-                        gid += 1
-                        node_groups.setdefault(a, []).append(gid)
-                    node_groups.setdefault(b, []).append(gid)
-                    last_end = b
-            groups[signal], n_groups[signal] = node_groups, gid + 1
-        rows = _RowReader(work / "full")
-
-        threshold = self.cfg.dedup.threshold
-        # per group, the members kept past this check so far, in input order (the in-process LSH's
-        # buckets): a record is compared with those only, so a group of 100k copies costs 100k checks
-        kept_in = {s: [[] for _ in range(n)] for s, n in n_groups.items()}
-        removals: dict[int, list] = {}
-        roots: dict[int, str | None] = {}
-        nodes = sorted(set().union(*[g.keys() for g in groups.values()])) if groups else []
-        for node in nodes:
-            for signal, node_groups in groups.items():
-                gids = node_groups.get(node)
-                if not gids:
-                    continue
-                buckets = kept_in[signal]
-                cands = sorted({m for g in gids for m in buckets[g]})
-                seg = int(rows("segment", node)[0]) if signal == "output" else 0
-                match = None
-                for c in cands:
-                    if seg and int(rows("segment", c)[0]) == seg:  # the same segment's other candidate
-                        continue
-                    if signal == "exact" or threshold is None or jaccard(rows(signal, node), rows(signal, c)) >= threshold:
-                        match = c
-                        break
-                if match is None:
-                    for g in gids:
-                        buckets[g].append(node)
-                    continue
-                reason = "exact" if signal == "exact" else f"near_{signal}"
-                removals.setdefault(node >> 32, []).append((node & 0xFFFFFFFF, reason, match))
-                roots[match] = None
-                break
-        rows.close()
-        del groups, kept_in, nodes
-        for f in sorted({r >> 32 for r in roots}):  # the ids of the records kept in place of duplicates
-            wanted = {r & 0xFFFFFFFF for r in roots if r >> 32 == f}
-            with open(work / "records" / f"{f:05d}.jsonl", encoding="utf-8") as fh:
-                for i, line in enumerate(fh):
-                    if i in wanted:
-                        roots[f << 32 | i] = json.loads(line)["r"].get("id")
-        out = work / "remove"
-        out.mkdir(parents=True, exist_ok=True)
-        for f in range(self.n_files):
-            rows = sorted(removals.get(f, []))
-            text = "".join(json.dumps([d, reason, roots[m]]) + "\n" for d, reason, m in rows)
-            atomic_write_text(out / f"{f:05d}.jsonl", text)
-
-
-class _RowReader:
-    """One record's full signature by ``pread`` from ``full/SIGNAL/F.npy``: no mapping, so the
-    signatures of a corpus never sit in this process's memory (an mmap's touched pages would)."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.files = folder, {}
-
-    def __call__(self, signal: str, node: int) -> np.ndarray:
-        key = (signal, node >> 32)
-        if key not in self.files:
-            path = self.folder / signal / f"{node >> 32:05d}.npy"
-            with open(path, "rb") as fh:
-                fmt = np.lib.format
-                header = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
-                shape, _, dtype = header(fh)
-                offset = fh.tell()
-            self.files[key] = (os.open(path, os.O_RDONLY), offset, shape[1] * np.dtype(dtype).itemsize, dtype)
-        fd, offset, width, dtype = self.files[key]
-        return np.frombuffer(os.pread(fd, width, offset + (node & 0xFFFFFFFF) * width), dtype=dtype)
-
-    def close(self):
-        for fd, *_ in self.files.values():
-            os.close(fd)
-        self.files.clear()
 
 
 class WriteStage(_Stage):
@@ -327,7 +218,7 @@ def run(cfg, eng: EngineSettings, out: Path, problems: dict) -> dict:
     if eng.executor == "ray":
         _ray_init(eng)
     stages = [_executor(eng, [FilterStage(cfg, files, work)], tasks, logs, "filter")]
-    for signal, on in _near_settings(cfg):
+    for signal, on in near_settings(cfg):
         if on:
             sigcfg = _signer(cfg, signal, work).config
             step = MinhashDedupBuckets(str(work / "sig" / signal), str(work / "dups" / signal), config=sigcfg)

@@ -184,3 +184,61 @@ def test_a_bad_line_in_a_jsonl_input_is_one_error_line_on_the_staged_path_too(tm
     assert [line for line in done.stderr.splitlines() if line.startswith("Error:")] == [
         f"Error: {bad} line 2: malformed JSON (Expecting property name enclosed in double quotes)"]
     assert not (tmp_path / "out" / "dataset.jsonl").exists()
+
+
+@pytest.fixture(scope="module")
+def boilerplate(tmp_path_factory):
+    """Records sharing a long boilerplate (estimated Jaccard ~0.5: band collisions, few true duplicates),
+    so band groups hold dozens of distinct kept records, plus planted near copies."""
+    rng = random.Random(1)
+    head = ("write a short summary of the following report about the regional water supply its budget and the "
+            "works planned for the coming year").split()
+    tail = ("the report was prepared by the planning office and reviewed by the board before it went to the "
+            "council for a vote in the spring session").split()
+
+    def words(n):
+        return [f"w{rng.randrange(10**6)}" for _ in range(n)]
+
+    rows = [{"id": f"b{i}", "instruction": " ".join(head + words(8)), "input": "",
+             "output": " ".join(tail + words(14))} for i in range(300)]  # fmt: skip
+    for i in range(40):
+        src = dict(rows[rng.randrange(len(rows))])
+        key = "output" if i % 2 else "instruction"
+        w = src[key].split()
+        w[-1 - rng.randrange(3)] = "changed"
+        src[key] = " ".join(w)
+        if key == "output":  # a fresh instruction: the copy is found by the output signal
+            src["instruction"] = " ".join(head + words(8))
+        rows.append({**src, "id": f"copy{i}"})
+    rng.shuffle(rows)
+    root = tmp_path_factory.mktemp("boilerplate") / "synth"
+    (root / "shards").mkdir(parents=True)
+    for k in range(2):
+        (root / "shards" / f"{k:05d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[k::2]))
+    return root
+
+
+@pytest.mark.parametrize("cache_rows", [None, 40])  # default, and a cache too small to hold every hot group
+def test_hot_band_groups_are_checked_from_memory_with_the_in_process_decisions(boilerplate, tmp_path, monkeypatch,
+                                                                               cache_rows):
+    from revgen.curate import decide
+
+    ref = curate(cfg(boilerplate, tmp_path / "ref"))
+    assert ref["counts"]["dropped/dedup/near_instruction"] >= 10 and ref["counts"]["dropped/dedup/near_output"] >= 10
+    if cache_rows:
+        monkeypatch.setattr(decide, "CACHE_ROWS", cache_rows)
+    hot_sizes = []
+    keep = decide._KeptGroups.keep
+
+    def spy(self, node, gids):
+        keep(self, node, gids)
+        hot_sizes.append(sum(len(self.members[g]) for g in self.hot))
+
+    monkeypatch.setattr(decide._KeptGroups, "keep", spy)  # the decide task runs in this process (one worker)
+    stats = curate(cfg(boilerplate, tmp_path / "staged", executor="local", tasks=2, workers=1))
+    assert outputs(tmp_path / "staged") == outputs(tmp_path / "ref")
+    assert stats["counts"] == ref["counts"]
+    if cache_rows:  # a group went hot, outgrew the budget and went back to pread
+        assert max(hot_sizes) >= decide.HOT and hot_sizes[-1] < max(hot_sizes)
+    else:  # groups far past HOT members were checked from the cached arrays
+        assert max(hot_sizes) > 3 * decide.HOT
