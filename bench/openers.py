@@ -10,10 +10,11 @@ instructions it never saw. Variants, all through `revgen synthesize` + `revgen c
     free        one sampled candidate per response (the default)
     free-best   ``--candidates`` + ``--openers`` free candidates, the best by pmi (same budget)
     openers     one free + ``--openers`` opener-forced candidates, the best by pmi
+    openers-requests  the same, openers drawn only among those that begin requests (``--opener-kinds requests``)
 
 Reports, against U's real instructions: question share, leading-word TV, ROUGE-L to the real
-instruction, and how often the chosen candidate was forced. Nothing here was tuned on U: the one
-setting measured is the default below.
+instruction, and how often the chosen candidate was forced. Nothing here was tuned on U: each
+variant is one setting, fixed before it was run.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from harness import markdown_table, parser, write_json
 from value import backward, split, write_jsonl
 
 
-def run_variant(args, U, out: Path, adapter: Path, name: str, candidates: int, n_openers: int, choose: bool):
+def run_variant(args, U, out: Path, adapter: Path, name: str, candidates: int, n_openers: int, choose: bool,
+                kinds: str = "any"):
     from revgen.curate.curation import CurateConfig, GopherSettings, ScoreSettings, curate
     from revgen.synthesize.run import SynthConfig, synthesize
 
@@ -34,7 +36,8 @@ def run_variant(args, U, out: Path, adapter: Path, name: str, candidates: int, n
     synth, cur = out / f"synth-{name}", out / f"curated-{name}"
     synthesize(SynthConfig(corpus=corpus, id_field="id", adapter=str(adapter), output_dir=str(synth), backend=args.backend,
                            max_input_tokens=1024, min_words=1, temperature=0.7, max_new_tokens=64, seed=0,
-                           shard_size=64, batch_size=64, num_candidates=candidates, openers=n_openers))  # fmt: skip
+                           shard_size=64, batch_size=64, num_candidates=candidates, openers=n_openers,
+                           opener_kinds=kinds))  # fmt: skip
     score = ScoreSettings(scorers=["pmi"], backward=str(adapter), best_of_candidates=True,
                           select={"score": "pmi"}) if choose else ScoreSettings()  # fmt: skip
     curate(CurateConfig(input=str(synth), output_dir=str(cur), gopher=GopherSettings(enabled=False), score=score,
@@ -67,7 +70,7 @@ def main():
     ap.add_argument("--openers", type=int, default=3)
     ap.add_argument("--candidates", type=int, default=1, help="free candidates beside the openers")
     ap.add_argument("--backend", default="auto")
-    ap.add_argument("--variants", nargs="+", default=["free", "free-best", "openers"])
+    ap.add_argument("--variants", nargs="+", default=["free", "free-best", "openers", "openers-requests"])
     args = ap.parse_args()
     args.model, args.max_length, args.dtype, args.backward_steps, args.batch, args.lr = (
         "smollm2-135m", 160, "auto", 30, 4, 3e-4)  # bench/value.py's defaults
@@ -82,7 +85,8 @@ def main():
         elif name == "free-best":
             cur = run_variant(args, U, out, adapter, name, args.candidates + args.openers, 0, True)
         else:
-            cur = run_variant(args, U, out, adapter, name, args.candidates, args.openers, True)
+            kinds = "requests" if name == "openers-requests" else "any"
+            cur = run_variant(args, U, out, adapter, name, args.candidates, args.openers, True, kinds)
         res[name] = measure(U, cur)
         print(name, json.dumps(res[name]), file=sys.stderr, flush=True)
     write_json(out / "openers.json", res)

@@ -7,7 +7,7 @@ real instructions are requests ("List ...", "Summarize ...", "Classify ...", "Gi
 decoding is forced to begin with an opener drawn (seeded, without replacement, weighted by the seed
 counts) from that list; the free candidates stay. Which candidate fits its passage is curation's
 job (``score: {scorers: [pmi], best_of_candidates: true, ...}``): a type is never forced onto a
-passage that does not fit it.
+passage that does not fit it. ``--opener-kinds requests`` draws only openers that begin requests.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from revgen.errors import UserError
+from revgen.evaluate.mix import QUESTION_START
 from revgen.io import read_counts, write_counts
 
 FILE = "openers.json"
@@ -40,6 +42,25 @@ def save(directory: str | Path, counts: dict) -> Path:
 
 def load(directory: str | Path) -> dict | None:
     return read_counts(Path(directory) / FILE, "an openers file")
+
+
+KINDS = ("any", "requests")
+
+
+def restrict(counts: dict, kinds: str) -> dict:
+    """The openers of ``kinds``: ``any``, or ``requests`` (first words that do not open a question,
+    revgen/evaluate/mix.py): a backward model that asks "What ...?" freely needs requests forced, not
+    more questions."""
+    if kinds not in KINDS:
+        raise UserError(f"opener_kinds must be one of {KINDS}, got {kinds!r}")
+    if kinds == "any":
+        return counts
+    return {w: n for w, n in counts.items() if not _opens_question(w.lower())}
+
+
+def _opens_question(word: str) -> bool:
+    """"What", and the contractions and misspellings seed data has ("What's", "Whats", "Who's")."""
+    return any(w in QUESTION_START for w in (word, word.removesuffix("'s"), word.removesuffix("s")))
 
 
 def draw(counts: dict, k: int, seed: int) -> list[str]:

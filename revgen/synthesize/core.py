@@ -47,6 +47,7 @@ class SynthConfig:
     # per segment, N more candidates whose decoding begins with an opener drawn from the seed data's
     # first words (revgen/openers.py: "List", "Summarize", "Given", ...); curation picks what fits
     openers: int = 0
+    opener_kinds: str = "any"  # any | requests (only first words that do not open a question)
     task_mix: str | dict | None = None  # typed backward model: auto (it names the type), seed, or TYPE=W,TYPE=W
     seed: int = 0
     shard_size: int = 1000  # segments per shard
@@ -99,7 +100,7 @@ class Context:
         return cls(cfg, adapter, get_template(str(adapter)), AutoTokenizer.from_pretrained(str(adapter)),
                    backend, merge, adapter_base_model(adapter, cfg.model), sampling,
                    runinfo.dir_hash(adapter), types, tasktypes.parse_mix(cfg.task_mix, types, str(adapter)),
-                   _openers(adapter, cfg.openers), why)  # fmt: skip
+                   _openers(adapter, cfg.openers, cfg.opener_kinds), why)  # fmt: skip
 
     @property
     def meta(self) -> dict:
@@ -154,11 +155,14 @@ def _chunks(iterable, n: int):
         yield chunk
 
 
-def _openers(adapter: Path, n: int) -> dict | None:
+def _openers(adapter: Path, n: int, kinds: str) -> dict | None:
     if n < 1:
         return None
     found = openers.load(adapter)
     if not found:
         raise UserError(f"--openers needs {adapter}/{openers.FILE} (written by `revgen train` since 2026-11-30): "
                         "retrain the backward model, or run without --openers")  # fmt: skip
+    found = openers.restrict(found, kinds)
+    if not found:
+        raise UserError(f"{adapter}/{openers.FILE} has no openers of kind {kinds!r}")
     return found

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from revgen import config as cfgmod
-from revgen import dtypes, runinfo, shards
+from revgen import dtypes, openers, runinfo, shards
 from revgen.errors import UserError
 from revgen.synthesize.core import Context, SynthConfig, work
 
@@ -123,6 +123,8 @@ def synthesize(cfg: SynthConfig) -> dict:
         raise UserError("num_candidates and max_new_tokens must be at least 1")
     if cfg.openers < 0:
         raise UserError(f"openers must be 0 or more, got {cfg.openers}")
+    if cfg.opener_kinds not in openers.KINDS:
+        raise UserError(f"opener_kinds must be one of {openers.KINDS}, got {cfg.opener_kinds!r}")
     adapter = Path(cfg.adapter)
     if not (adapter / "adapter_config.json").is_file():
         raise UserError(f"{adapter} is not an adapter directory from `revgen train` (no adapter_config.json)")
