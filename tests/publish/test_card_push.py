@@ -130,7 +130,7 @@ def test_push_uploads_data_then_card_and_the_token_goes_nowhere_else(dataset, hu
     for name, data in repo["files"].items():
         (mirror / name).parent.mkdir(parents=True, exist_ok=True)
         (mirror / name).write_bytes(data)
-    rows = load_dataset(str(mirror), split="train")
+    rows = load_dataset(str(mirror), split="train", cache_dir=str(tmp_path / "hf-cache"))  # not an earlier run's cache
     expected = [json.loads(line) for line in (dataset / "dataset.jsonl").read_text().splitlines()]
     assert rows.to_list() == expected
 
