@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from revgen.curate.signatures import jaccard
 from revgen.io import atomic_write_text
 
 HOT = 16
@@ -102,6 +103,7 @@ class _KeptGroups:
         self.signal, self.rows, self.budget = signal, rows, budget
         self.verify = signal != "exact" and threshold is not None
         self.threshold = threshold
+        self.current: tuple = (None, None, 0)  # (node, signature, segment) read by earliest_match, reused by keep
 
     def _sig(self, node: int) -> np.ndarray | None:
         return self.rows(self.signal, node) if self.verify else None
@@ -113,6 +115,7 @@ class _KeptGroups:
         if self.signal == "exact":  # one band of the whole key: every kept member is the same record
             return min((self.members[g][0] for g in gids if self.members[g]), default=None)
         sig, seg = self._sig(node), self._seg(node)
+        self.current = (node, sig, seg)
         best, small = None, set()
         for g in gids:
             if g not in self.hot:
@@ -131,7 +134,7 @@ class _KeptGroups:
                 break
             if seg and self._seg(c) == seg:
                 continue
-            if not self.verify or float((sig == self.rows(self.signal, c)).mean()) >= self.threshold:
+            if not self.verify or jaccard(sig, self.rows(self.signal, c)) >= self.threshold:
                 return c
         return best
 
@@ -143,7 +146,7 @@ class _KeptGroups:
                 self._append(g, len(members) - 1, node)
             elif len(members) == HOT and self.budget[0] >= 2 * HOT:
                 self.budget[0] -= 2 * HOT
-                width = len(self.rows(self.signal, node)) if self.verify else 1
+                width = len(self.current[1]) if self.verify else 1
                 self.hot[g] = [np.zeros((2 * HOT, width), dtype=np.uint32), np.zeros(2 * HOT, dtype=np.uint64)]
                 for i, m in enumerate(members):
                     self._fill(g, i, m)
@@ -161,9 +164,12 @@ class _KeptGroups:
 
     def _fill(self, g: int, i: int, node: int) -> None:
         sigs, segs = self.hot[g]
+        cur, sig, seg = self.current
+        if cur != node:  # an earlier member, when a group turns hot
+            sig, seg = self._sig(node), self._seg(node)
         if self.verify:
-            sigs[i] = self.rows(self.signal, node)
-        segs[i] = self._seg(node)
+            sigs[i] = sig
+        segs[i] = seg
 
 
 class _RowReader:
