@@ -232,7 +232,7 @@ def test_hot_band_groups_are_checked_from_memory_with_the_in_process_decisions(b
 
     def spy(self, node, gids):
         keep(self, node, gids)
-        hot_sizes.append(sum(len(self.members[g]) for g in self.hot))
+        hot_sizes.append(sum(self.count[g] for g in self.hot))
 
     monkeypatch.setattr(decide._KeptGroups, "keep", spy)  # the decide task runs in this process (one worker)
     stats = curate(cfg(boilerplate, tmp_path / "staged", executor="local", tasks=2, workers=1))
