@@ -126,7 +126,8 @@ def variant(name, model_dir, adapter, merged, prompts, args):
     eager = {"generate_kwargs": {"cache_implementation": "static", "disable_compile": True}}  # no graph compile
     opts = {"revgen": {}, "revgen-static": static, "revgen-sdpa": {"attn_implementation": "sdpa"},
             "revgen-static-sdpa": {**static, "attn_implementation": "sdpa"}, "revgen-static-eager": eager,
-            "revgen-static-eager-sdpa": {**eager, "attn_implementation": "sdpa"}}[name.removesuffix("-oneshot")]  # fmt: skip
+            "revgen-static-eager-sdpa": {**eager, "attn_implementation": "sdpa"},
+            "revgen-graphs": {"decode": "graphs"}}[name.removesuffix("-oneshot")]  # fmt: skip
     if args.max_memory_gib:
         opts = {**opts, "max_memory_gib": args.max_memory_gib}
     gen = get_generator("transformers", str(merged), None, dtype="bfloat16", batch_size=args.batch, options=opts).load()
@@ -146,8 +147,21 @@ def variant(name, model_dir, adapter, merged, prompts, args):
         return {"calls": calls, "tokens_per_s": round(args.calls * size * NEW / total_s, 1), "batch": args.batch,
                 "last_over_first": round(calls[-1]["tokens_per_s"] / calls[0]["tokens_per_s"], 3)}  # fmt: skip
     _reset_peak()
-    res = timed(lambda: gen.generate(prompts, sampling, [0] * len(prompts)), len(prompts) * NEW)
+    res = timed(lambda: OUTPUTS.__setitem__(name, gen.generate(prompts, sampling, [0] * len(prompts))), len(prompts) * NEW)
     return res | {"batch": args.batch, "budget_tokens": gen.token_budget()}
+
+
+OUTPUTS: dict = {}  # single-call revgen variants' completions: how many the graphs loop reproduces
+
+
+def agreement() -> dict:
+    graphs = [n for n in OUTPUTS if n.startswith("revgen-graphs")]
+    others = [n for n in OUTPUTS if n not in graphs]
+    if not graphs or not others:
+        return {}
+    a, b = OUTPUTS[graphs[0]], OUTPUTS[others[0]]
+    same = sum(x[0].text == y[0].text for x, y in zip(a, b))
+    return {"agreement": {"variants": [graphs[0], others[0]], "same_completion": round(same / len(a), 4), "of": len(a)}}
 
 
 def main():
@@ -197,6 +211,8 @@ def main():
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    if agreement():
+        emit(agreement())
     seed = results.get("seed", {}).get("tokens_per_s")
     for name, r in results.items():
         x = f"{r['tokens_per_s'] / seed:.1f}x seed" if seed and "tokens_per_s" in r else ""

@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 import os
 
+from revgen.errors import UserError
 from revgen.generate import attention
 from revgen.generate.base import Completion, Generator, Sampling
 
 log = logging.getLogger(__name__)
+DECODE_MODES = ("generate", "graphs")
 
 
 class HFGenerator(Generator):
@@ -73,7 +75,19 @@ class HFGenerator(Generator):
 
     @property
     def static(self) -> bool:
-        return self.options.get("generate_kwargs", {}).get("cache_implementation") == "static"
+        return not self.graphs and self.options.get("generate_kwargs", {}).get("cache_implementation") == "static"
+
+    @property
+    def graphs(self) -> bool:
+        """``engine.decode: graphs``: revgen's decode loop (generate/decode.py), CUDA graphs on a GPU."""
+        mode = self.options.get("decode", "generate")
+        if mode not in DECODE_MODES:
+            raise UserError(f"engine.decode must be one of {DECODE_MODES}, got {mode!r}")
+        ignored = set(self.options.get("generate_kwargs", {})) - {"cache_implementation", "disable_compile"}
+        if mode == "graphs" and ignored:
+            raise UserError(f"engine.decode: graphs samples by itself and would ignore engine.generate_kwargs "
+                            f"{sorted(ignored)}: drop them, or use engine.decode: generate")  # fmt: skip
+        return mode == "graphs"
 
     def token_budget(self, n: int = 1) -> int | None:
         """Tokens (prompt + new, all sequences) one batch may hold on this device; None: unbounded (CPU)."""
@@ -140,15 +154,27 @@ class HFGenerator(Generator):
         if sampling.ignore_eos:
             kwargs["min_new_tokens"] = sampling.max_new_tokens
         torch.manual_seed(seed)
+        if self.graphs:
+            from revgen.generate import decode
+
+            with torch.inference_mode():
+                new = decode.generate(self.hf_model, ids.to(self.device), mask.to(self.device),
+                                      max_new=sampling.max_new_tokens, n=sampling.n, greedy=sampling.greedy,
+                                      temperature=sampling.temperature, top_p=sampling.top_p, stop_ids=self.stop_ids,
+                                      ignore_eos=sampling.ignore_eos, pad_id=self.pad_id,
+                                      graphs=self.device == "cuda").tolist()  # fmt: skip
+            return self._completions(batch[:real], new, sampling)
         with torch.inference_mode():
             out = self.hf_model.generate(
                 input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                 max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,
                 eos_token_id=self.stop_ids, pad_token_id=self.pad_id, **kwargs, **self.options.get("generate_kwargs", {}),
             )  # fmt: skip
-        new = out[:, width:].tolist()
+        return self._completions(batch[:real], out[:, width:].tolist(), sampling)
+
+    def _completions(self, batch, new, sampling) -> list[list[Completion]]:
         results = []
-        for row, p in enumerate(batch[:real]):
+        for row, p in enumerate(batch):
             cands = []
             for k in range(sampling.n):
                 toks = new[row * sampling.n + k]

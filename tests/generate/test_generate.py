@@ -85,3 +85,39 @@ def test_each_static_cache_bucket_gets_its_own_length(base_model):
     assert gen.hf_model._previous_max_cache_length == 512 + 4 - 1  # the 300-token prompt's bucket (+ new - 1)
     out = gen.generate(narrow, greedy, [0])
     assert gen.hf_model._previous_max_cache_length == 128 + 4 - 1 and out[0][0].n_tokens == 4
+
+
+@pytest.mark.parametrize("sampling", [Sampling(temperature=0.0, max_new_tokens=40),
+                                      Sampling(temperature=0.7, top_p=0.9, max_new_tokens=40, n=2),
+                                      Sampling(temperature=1.0, max_new_tokens=10, ignore_eos=True)],
+                         ids=["greedy", "sampled-n2", "ignore-eos"])  # fmt: skip
+def test_decode_graphs_loop_gives_generates_tokens(base_model, tokenizer, sampling):
+    """engine.decode: graphs runs revgen's own static-cache loop (CUDA graphs on a GPU; the same loop
+    uncaptured here): prefill, sampling order and stopping as transformers' generate, token for token."""
+    asks = ["What is the capital of France? One word.", "Name a river in Africa.", "Say hello."]  # chat: they stop
+    prompts = [list(tokenizer.apply_chat_template([{"role": "user", "content": a}], add_generation_prompt=True,
+                                                  tokenize=True, return_dict=True)["input_ids"]) for a in asks]  # fmt: skip
+    seeds = [11, 12, 13]
+    outs = {}
+    for mode in ("generate", "graphs"):
+        gen = get_generator("transformers", base_model, batch_size=3, dtype="float32", options={"decode": mode}).load()
+        outs[mode] = gen.generate(prompts, sampling, seeds)
+    assert outs["graphs"] == outs["generate"]
+    texts = [c.text for cands in outs["graphs"] for c in cands]
+    assert len(texts) == 3 * sampling.n and all(texts)
+    if sampling.ignore_eos:
+        assert all(c.n_tokens == 10 and c.finish_reason == "length" for cands in outs["graphs"] for c in cands)
+    else:
+        assert any(c.finish_reason == "stop" for cands in outs["graphs"] for c in cands)
+
+
+def test_decode_graphs_refuses_generate_kwargs_it_would_ignore(base_model):
+    from revgen.errors import UserError
+
+    opts = {"decode": "graphs", "generate_kwargs": {"cache_implementation": "static", "repetition_penalty": 1.2}}
+    gen = get_generator("transformers", base_model, batch_size=2, dtype="float32", options=opts).load()
+    with pytest.raises(UserError, match=r"repetition_penalty"):
+        gen.generate([[1, 2, 3]], Sampling(temperature=0.0, max_new_tokens=2), [0])
+    with pytest.raises(UserError, match=r"engine.decode must be one of"):
+        get_generator("transformers", base_model, options={"decode": "fast"}).load().generate(
+            [[1, 2, 3]], Sampling(temperature=0.0, max_new_tokens=2), [0])
