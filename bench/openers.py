@@ -11,6 +11,8 @@ instructions it never saw. Variants, all through `revgen synthesize` + `revgen c
     free-best   ``--candidates`` + ``--openers`` free candidates, the best by pmi (same budget)
     openers     one free + ``--openers`` opener-forced candidates, the best by pmi
     openers-requests  the same, openers drawn only among those that begin requests (``--opener-kinds requests``)
+    openers-mix the openers' candidates, kept toward the seed's first words under a fit floor
+                (``score.target_mix: seed``, ``fit_margin`` 0.5, the default, fixed before it was run)
 
 Reports, against U's real instructions: question share, leading-word TV, ROUGE-L to the real
 instruction, and how often the chosen candidate was forced. Nothing here was tuned on U: each
@@ -28,18 +30,18 @@ from value import backward, split, write_jsonl
 
 
 def run_variant(args, U, out: Path, adapter: Path, name: str, candidates: int, n_openers: int, choose: bool,
-                kinds: str = "any"):
+                kinds: str = "any", synth_name: str | None = None, target_mix: str | None = None):
     from revgen.curate.curation import CurateConfig, GopherSettings, ScoreSettings, curate
     from revgen.synthesize.run import SynthConfig, synthesize
 
     corpus = write_jsonl(out / "U.corpus.jsonl", ({"id": f"u{i}", "text": r["response"]} for i, r in enumerate(U)))
-    synth, cur = out / f"synth-{name}", out / f"curated-{name}"
+    synth, cur = out / f"synth-{synth_name or name}", out / f"curated-{name}"  # same synth name: resumed, not redone
     synthesize(SynthConfig(corpus=corpus, id_field="id", adapter=str(adapter), output_dir=str(synth), backend=args.backend,
                            max_input_tokens=1024, min_words=1, temperature=0.7, max_new_tokens=64, seed=0,
                            shard_size=64, batch_size=64, num_candidates=candidates, openers=n_openers,
                            opener_kinds=kinds))  # fmt: skip
-    score = ScoreSettings(scorers=["pmi"], backward=str(adapter), best_of_candidates=True,
-                          select={"score": "pmi"}) if choose else ScoreSettings()  # fmt: skip
+    score = ScoreSettings(scorers=["pmi"], backward=str(adapter), best_of_candidates=True, select={"score": "pmi"},
+                          target_mix=target_mix) if choose else ScoreSettings()  # fmt: skip
     curate(CurateConfig(input=str(synth), output_dir=str(cur), gopher=GopherSettings(enabled=False), score=score,
                         report=False))  # fmt: skip
     return cur
@@ -70,7 +72,7 @@ def main():
     ap.add_argument("--openers", type=int, default=3)
     ap.add_argument("--candidates", type=int, default=1, help="free candidates beside the openers")
     ap.add_argument("--backend", default="auto")
-    ap.add_argument("--variants", nargs="+", default=["free", "free-best", "openers", "openers-requests"])
+    ap.add_argument("--variants", nargs="+", default=["free", "free-best", "openers", "openers-requests", "openers-mix"])
     args = ap.parse_args()
     args.model, args.max_length, args.dtype, args.backward_steps, args.batch, args.lr = (
         "smollm2-135m", 160, "auto", 30, 4, 3e-4)  # bench/value.py's defaults
@@ -84,11 +86,20 @@ def main():
             cur = run_variant(args, U, out, adapter, name, 1, 0, False)
         elif name == "free-best":
             cur = run_variant(args, U, out, adapter, name, args.candidates + args.openers, 0, True)
+        elif name == "openers-mix":  # the openers' candidates, kept toward the seed's first words (fit_margin 0.5)
+            cur = run_variant(args, U, out, adapter, name, args.candidates, args.openers, True, "any", "openers", "seed")
         else:
             kinds = "requests" if name == "openers-requests" else "any"
             cur = run_variant(args, U, out, adapter, name, args.candidates, args.openers, True, kinds)
         res[name] = measure(U, cur)
         print(name, json.dumps(res[name]), file=sys.stderr, flush=True)
+    from revgen.evaluate.mix import compare_mix
+
+    seed = compare_mix([r["instruction"] for r in S], [r["instruction"] for r in U])  # what a perfect match to S gives
+    res["reference: S's own instructions"] = {"kept": len(S), "questions": seed["synthetic"]["kind"].get("question", 0),
+                                               "real_questions": seed["real"]["kind"].get("question", 0),
+                                               "tv_kind": seed["tv_kind"], "tv_leading_word": seed["tv_leading_word"],
+                                               "rouge_l": None, "forced_share": None}  # fmt: skip
     write_json(out / "openers.json", res)
     cols = ["kept", "questions", "real_questions", "tv_kind", "tv_leading_word", "rouge_l", "forced_share"]
     print(markdown_table(["variant", *cols], [[n, *[r[c] for c in cols]] for n, r in res.items()]))

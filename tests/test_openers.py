@@ -66,6 +66,36 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
     assert mix["n"] == len(kept) and sum(mix["openers"].values()) == pytest.approx(1, abs=1e-3)
     assert 0 <= mix["tv_leading_word_vs_seed"] <= 1 and mix["seed_leading_words"]
 
+    # toward the seed's first words: any candidate may be kept (a wide margin), one per segment still
+    toward = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "mix"), report=False,
+                                 score=ScoreSettings(scorers=["pmi"], best_of_candidates=True, select={"score": "pmi"},
+                                                     target_mix="seed", fit_margin=100.0)))  # fmt: skip
+    moved = toward["scores"]["target_mix"]
+    assert moved["tv_leading_word_to_target_after"] <= moved["tv_leading_word_to_target_before"]
+    kept_mix = [json.loads(line) for line in (tmp_path / "mix" / "scores.jsonl").read_text().splitlines()]
+    assert len({k["id"].rsplit(":", 1)[0] for k in kept_mix}) == len(kept_mix) == len(kept)
+    assert toward["instruction_mix"]["tv_leading_word_vs_seed"] <= mix["tv_leading_word_vs_seed"] + 1e-9
+    with pytest.raises(UserError, match="needs score.best_of_candidates"):
+        curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "bad"), report=False,
+                            score=ScoreSettings(scorers=["pmi"], select={"score": "pmi"}, target_mix="seed")))  # fmt: skip
+
+
+def test_target_mix_switches_only_to_candidates_that_fit_cheapest_first():
+    from revgen.curate.target_mix import choose, target_from_openers
+
+    target = target_from_openers({"What": 50, "what": 0, "List": 50})
+    assert target == {"what": 0.5, "list": 0.5}
+    # four segments: a "What" best and a "List" runner-up losing 0.1, 0.2, 0.3 or 2.0 of fit
+    groups = [[0, 1], [2, 3], [4, 5], [6, 7]]
+    values = [1.0, 0.9, 1.0, 0.8, 1.0, 0.7, 1.0, -1.0]
+    texts = ["What is it?", "List them.", "What is it?", "List them.", "What is it?", "List them.", "What?", "List."]
+    chosen, moved = choose(groups, values, texts, target, margin=0.5)
+    assert chosen == [1, 3, 4, 6]  # the two cheapest switches reach 2/2; the third would overshoot
+    assert moved["switched"] == 2 and moved["tv_leading_word_to_target_after"] == 0
+    assert choose(groups, values, texts, target, margin=0.15)[0] == [1, 2, 4, 6]  # only the first fits
+    assert choose(groups, values, texts, {"what": 1.0}, margin=5)[0] == [0, 2, 4, 6]  # already on target
+    assert choose([[0, 1]], [None, None], ["a", "b"], target, 1.0)[0] == [None]
+
 
 def test_openers_need_an_adapter_that_learned_them(trained_adapter, tmp_path, dolly_rows):
     import shutil

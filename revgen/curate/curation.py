@@ -102,6 +102,8 @@ class ScoreSettings:
     batch_size: int = 8
     select: dict | None = None  # {score, threshold | top_k | top_fraction}; none: score only
     best_of_candidates: bool = False  # per segment, keep only the best-scoring of its --num-candidates
+    target_mix: str | None = None  # best_of_candidates: "seed": toward the seed's first words (curate/target_mix.py)
+    fit_margin: float = 0.5  # target_mix: a segment may keep a candidate scoring >= its best - this
     rubric_backend: str = "transformers"  # the rubric judge: transformers | vllm | openai (a server's chat endpoint)
     served_model: str | None = None  # rubric_backend openai: the model name the server serves (the judge)
     base_url: str | None = None  # rubric_backend openai: e.g. http://127.0.0.1:8000/v1
@@ -303,6 +305,7 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     select = cfgmod.build(scorers.Selection, sc.select, "curate score.select") if sc.select else None
     if sc.best_of_candidates and not select:
         raise UserError("score.best_of_candidates needs score.select.score (which score picks the best)")
+    target = _target_mix(cfg) if sc.target_mix is not None else None
     if select and select.score.removesuffix("_argmax") not in sc.scorers:
         raise UserError(f"score.select.score {select.score!r} is not among score.scorers {sc.scorers}")
     backward = sc.backward or (_source_run(cfg.input) or {}).get("adapter")
@@ -347,14 +350,19 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     values = [r["meta"]["scores"][select.score] for r in records]
     flags = select.keep(values)
     if sc.best_of_candidates:  # Best-of-N: one record per segment, the best by the selection's score
+        from revgen.curate import target_mix
+
         sign = 1 if scorers.HIGHER_IS_BETTER[select.score.removesuffix("_argmax")] else -1
-        best: dict = {}
+        groups: dict = {}
         for i, r in enumerate(records):
-            seg = r.get("meta", {}).get("segment_id", r.get("id"))
-            if values[i] is not None and (seg not in best or sign * values[i] > sign * values[best[seg]]):
-                best[seg] = i
-        winners = set(best.values())
-        flags = [f and i in winners for i, f in enumerate(flags)]
+            groups.setdefault(r.get("meta", {}).get("segment_id", r.get("id")), []).append(i)
+        fit = [None if v is None else sign * v for v in values]
+        winners, moved = target_mix.choose(list(groups.values()), fit, [r.get("instruction", "") for r in records],
+                                           target or {}, sc.fit_margin if target else -1.0)  # fmt: skip
+        if target:
+            stats["target_mix"] = {"target": sc.target_mix, **moved}
+        won = set(winners)
+        flags = [f and i in won for i, f in enumerate(flags)]
     kept = []
     for record, keep in zip(records, flags):
         if keep:
@@ -366,6 +374,23 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     stats["selection"] = {**sc.select, "removed": len(records) - len(kept), "kept": len(kept)}
     log.info("score selection: %s", stats["selection"])
     return kept, stats
+
+
+def _target_mix(cfg: CurateConfig) -> dict:
+    from revgen.curate import target_mix
+
+    sc = cfg.score
+    if not sc.best_of_candidates:
+        raise UserError("score.target_mix chooses among a segment's candidates: it needs score.best_of_candidates: true")
+    if sc.target_mix != "seed":
+        raise UserError(f"score.target_mix: expected seed (the backward model's openers.json), got {sc.target_mix!r}")
+    if not isinstance(sc.fit_margin, (int, float)) or sc.fit_margin < 0:
+        raise UserError(f"score.fit_margin: expected a number >= 0, got {sc.fit_margin!r}")
+    counts = _seed_openers(cfg.input)
+    if not counts:
+        raise UserError(f"score.target_mix: seed needs the backward model's openers.json (written by revgen train); "
+                        f"none found for {cfg.input}")  # fmt: skip
+    return target_mix.target_from_openers(counts)
 
 
 def _seed_openers(source: str) -> dict | None:
