@@ -202,6 +202,9 @@ def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_
                              cfgmod.parse_overrides(sets))  # fmt: skip
     cfg = cfgmod.load(CurateConfig, "curate", recipe, overrides)
     stats = run(cfg)
+    if stats.get("submitted"):  # Slurm: the jobs run on; the same command again writes the dataset
+        click.echo(json.dumps({"submitted": True, "logs": stats["submitted"]}))
+        return
     click.echo(counts_table(stats["counts"]), err=True)
     click.echo(json.dumps(stats["counts"]))
     if push_to:

@@ -236,7 +236,11 @@ def _execute(stage: Stage) -> dict:
     if stage.kind == "curate":
         from revgen.curate.curation import curate
 
-        counts = curate(cfg)["counts"]
+        stats = curate(cfg)
+        if stats.get("submitted"):  # the stage is not done: later stages need its dataset
+            raise UserError(f"stage {stage.name!r}: curation was submitted to Slurm (logs: {stats['submitted']}); "
+                            f"run the same `revgen run` again once the jobs finish")  # fmt: skip
+        counts = stats["counts"]
         return {"records": counts.get("total", 0), "kept": counts.get("kept", 0)}
     if stage.kind == "rewrite":
         from revgen.rewrite import rewrite

@@ -220,8 +220,9 @@ def curate(cfg: CurateConfig) -> dict:
         from revgen.curate import staged
 
         result = staged.run(cfg, cfg.engine, out, problems)
-        if result is None:  # submitted to Slurm: the rerun after the jobs merges
-            return {"command": "curate", "submitted": True, "counts": {}}
+        if "submitted" in result:  # submitted to Slurm: the rerun after the jobs merges
+            log.info("submitted to Slurm: rerun the same command once the jobs finish (logs: %s)", result["submitted"])
+            return {"command": "curate", "submitted": result["submitted"], "counts": {}}
         runner, judge_stats, score_stats, engine = _Counted(result["counts"], cfg), None, None, result["engine"]
         tally.merge(result["mix"])
         tmp = {}

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -197,12 +198,15 @@ def _executor(eng: EngineSettings, pipeline, tasks: int, logs: Path, name: str, 
     from datatrove.executor.slurm import SlurmPipelineExecutor
 
     opts = {"time": "24:00:00", "partition": "cpu", **(eng.slurm or {})}
+    if "venv_path" not in opts and "condaenv" not in opts and sys.prefix != sys.base_prefix:
+        opts["venv_path"] = str(Path(sys.prefix) / "bin" / "activate")  # the jobs run this Python, revgen included
     return SlurmPipelineExecutor(pipeline, tasks=tasks, logging_dir=str(logs / name), depends=depends,
                                  job_name=f"revgen-curate-{name}", **opts)  # fmt: skip
 
 
 def run(cfg, eng: EngineSettings, out: Path, problems: dict) -> dict:
-    """The staged chain; writes ``dataset.jsonl``/``rejected.jsonl`` into ``out`` and returns counts."""
+    """The staged chain; writes ``dataset.jsonl``/``rejected.jsonl`` into ``out`` and returns counts, or
+    ``{"submitted": LOGS}`` when Slurm jobs were submitted (a rerun once they finish writes the output)."""
     from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 
     if eng.executor not in EXECUTORS[1:]:
@@ -226,12 +230,29 @@ def run(cfg, eng: EngineSettings, out: Path, problems: dict) -> dict:
     stages.append(_executor(eng, [DecideStage(cfg, files, work)], 1, logs, "decide", stages[-1]))
     stages.append(_executor(eng, [WriteStage(cfg, files, work)], tasks, logs, "write", stages[-1]))
     _quiet_datatrove()
+    if eng.executor == "slurm" and _queued(work):  # a rerun before the jobs end must not submit them twice
+        return {"submitted": str(logs)}
     log.info("curate on datatrove (%s): %d input files, %d tasks, work dir %s", eng.executor, len(files), tasks, work)
     stages[-1].run()  # each executor runs what it depends on first
-    if eng.executor == "slurm" and stages[-1].get_incomplete_ranks(range(1)):
-        log.info("submitted to Slurm; rerun the same command once the jobs finish (logs: %s)", logs)
-        return None
+    if eng.executor == "slurm" and stages[-1].get_incomplete_ranks(range(tasks)):
+        return {"submitted": str(logs)}
     return _merge(files, work, out, problems, eng, tasks)
+
+
+def _queued(work: Path) -> list[str]:
+    """The Slurm jobs (pending or running) that log under this work dir: an earlier run's, still going."""
+    import subprocess
+
+    logs = str((work / "logs").resolve())
+    try:
+        listed = subprocess.run(["squeue", "-h", "-O", "ArrayJobID:20,STDOUT:4096"], capture_output=True, text=True,
+                                timeout=60).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UserError(f"engine.executor slurm: cannot run squeue ({exc})") from None
+    queued = sorted({line.split()[0] for line in listed.splitlines() if logs in line})
+    if queued:
+        log.info("Slurm still lists jobs %s of this run: rerun once they finish", ", ".join(queued))
+    return queued
 
 
 def _check_work(work: Path, cfg, files):
@@ -260,8 +281,6 @@ def _ray_init(eng: EngineSettings):
 
 def _quiet_datatrove():
     """datatrove logs every task to stderr at INFO; keep its per-task log files, show warnings only."""
-    import sys
-
     from datatrove.executor import base
     from datatrove.utils import logging as dt_logging
     from loguru import logger

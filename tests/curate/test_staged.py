@@ -20,6 +20,17 @@ from revgen.curate.staged import EngineSettings
 from revgen.errors import UserError
 
 ray_missing = importlib.util.find_spec("ray") is None and not os.environ.get("REVGEN_REQUIRE_RAY")
+
+
+def _slurm_up() -> bool:
+    """A Slurm controller answers here (.ci/slurm-up starts a one-node cluster)."""
+    try:
+        return bool(subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+slurm_missing = not os.environ.get("REVGEN_REQUIRE_SLURM") and not _slurm_up()
 FILES = ("dataset.jsonl", "rejected.jsonl")
 
 
@@ -150,6 +161,36 @@ def test_ray_executor_on_a_local_two_cpu_cluster_gives_the_same_dataset(corpus, 
         ray.shutdown()
     assert outputs(tmp_path) == reference[0]
     assert stats["counts"] == reference[1]["counts"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(slurm_missing, reason="no Slurm here (.ci/slurm-up starts a one-node cluster)")
+def test_slurm_executor_submits_then_a_rerun_writes_the_in_process_bytes(corpus, reference, tmp_path):
+    """On a real one-node Slurm cluster: the first run submits the stages as dependent jobs and says
+    so (no dataset yet); the same command after the jobs finish writes the in-process bytes."""
+    cmd = [sys.executable, "-m", "revgen", "curate", str(corpus), "-o", str(tmp_path), "--set", "report=false",
+           "--executor", "slurm", "--tasks", "2", "--set", 'engine.slurm={"partition": "cpu", "time": "00:20:00"}']
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr[-2000:]
+    said = json.loads(first.stdout.strip().splitlines()[-1])
+    assert said["submitted"] is True and Path(said["logs"]).is_dir() and not (tmp_path / "dataset.jsonl").exists()
+
+    def ours():  # the jobs Slurm lists that log under this test's work dir
+        queue = subprocess.run(["squeue", "-h", "-O", "ArrayJobID:20,STDOUT:1000"], capture_output=True, text=True)
+        return {line.split()[0] for line in queue.stdout.splitlines() if str(tmp_path) in line}
+
+    submitted = ours()
+    assert submitted
+    early = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # before they end: nothing resubmitted
+    assert json.loads(early.stdout.strip().splitlines()[-1])["submitted"] is True
+    assert ours() <= submitted
+    deadline = time.time() + 600
+    while ours() and time.time() < deadline:
+        time.sleep(2)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == reference[1]["counts"]
+    assert outputs(tmp_path) == reference[0]
 
 
 def test_candidates_of_one_segment_are_not_each_others_output_duplicates(dolly_rows, tmp_path):
