@@ -36,8 +36,9 @@ from harness import markdown_table, parser, write_json
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # Llama-style names
 VARIANTS = ("S", "S+syn", "S+syn-cur", "S+real", "S+real-kept")
 # further variants, each one more step of the pipeline (run with --variants ... or --all)
-EXTRA = ("S+syn-cycle", "S+syn-rw", "S+typed-cur", "S+typed-mix-cur", "S+best-cur", "S+openers-cur")
-# S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi
+EXTRA = ("S+syn-cycle", "S+syn-rw", "S+typed-cur", "S+typed-mix-cur", "S+best-cur", "S+openers-cur", "S+mix-cur")
+# S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
+# S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
 
 
 def write_jsonl(path: Path, rows) -> str:
@@ -242,6 +243,9 @@ def main():
         sets["best"] = synth_set(args, U, out, "best", back, score=pmi, candidates=4)
     if "S+openers-cur" in variants:
         sets["openers"] = synth_set(args, U, out, "openers", back, score=pmi, candidates=1, openers=3)
+    if "S+mix-cur" in variants:  # the same synthesis as S+openers-cur (resumed if done), curated toward the seed's mix
+        sets["mix"] = synth_set(args, U, out, "openers", back, score={**pmi, "target_mix": "seed"}, candidates=1,
+                                openers=3, cur_name="mix")  # fmt: skip
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
     if "S+syn-rw" in variants:
@@ -253,7 +257,7 @@ def main():
              "S+real": [write_jsonl(out / "real.jsonl", map(alpaca, U))],
              "S+real-kept": [write_jsonl(out / "real-kept.jsonl", (alpaca(U[i]) for i in sorted(kept_u)))]}  # fmt: skip
     for key, name in (("cycle", "S+syn-cycle"), ("typed", "S+typed-cur"), ("typed-mix", "S+typed-mix-cur"),
-                      ("best", "S+best-cur"), ("openers", "S+openers-cur")):
+                      ("best", "S+best-cur"), ("openers", "S+openers-cur"), ("mix", "S+mix-cur")):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
     if "S+syn-rw" in variants:
