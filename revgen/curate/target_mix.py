@@ -11,7 +11,7 @@ at most once: a passage is never given a kind of instruction that does not fit i
 
 from __future__ import annotations
 
-from revgen.evaluate.mix import leading_word
+from revgen.evaluate.mix import leading_word, total_variation
 
 
 def target_from_openers(counts: dict) -> dict[str, float]:
@@ -43,7 +43,7 @@ def choose(groups: list[list[int]], values: list, instructions: list[str], targe
     for c in chosen:
         if c is not None:
             have[words[c]] = have.get(words[c], 0) + 1
-    before = _tv(have, want, n)
+    before = _tv(have, target, n)
     moved: set[int] = set()
     for loss, g, i in sorted(moves):
         old, new = words[chosen[g]], words[i]
@@ -57,9 +57,9 @@ def choose(groups: list[list[int]], values: list, instructions: list[str], targe
         have[new] = have.get(new, 0) + 1
         chosen[g] = i
         moved.add(g)
-    return chosen, {"fit_margin": margin, "switched": len(moved), "tv_leading_word_to_target_before": round(before, 4),
-                    "tv_leading_word_to_target_after": round(_tv(have, want, n), 4)}  # fmt: skip
+    return chosen, {"fit_margin": margin, "switched": len(moved), "tv_leading_word_to_target_before": before,
+                    "tv_leading_word_to_target_after": _tv(have, target, n)}  # fmt: skip
 
 
-def _tv(have: dict, want: dict, n: int) -> float:
-    return 0.5 * sum(abs(have.get(w, 0) - want.get(w, 0)) for w in set(have) | set(want)) / max(n, 1)
+def _tv(have: dict, target: dict, n: int) -> float:
+    return total_variation({w: c / max(n, 1) for w, c in have.items()}, target)

@@ -7,8 +7,9 @@ step ``model(token, position, mask, static cache)`` reads and writes only fixed 
 captured once per batch (a warm-up step, then the capture: milliseconds, no compiler) and replayed.
 Sampling runs outside the graph with transformers' own operations in its order (minimum new tokens,
 temperature, top-p, softmax, multinomial on the global generator), so on CPU, where the same loop
-runs without capture, the tokens equal ``generate``'s with a static cache (tested). On CUDA a replay
-runs the same kernels; the tokens are the same up to kernel nondeterminism.
+runs without capture, the tokens equal ``generate``'s (tested). On CUDA they can differ from
+``generate``'s: batches are cut at exact widths, not power-of-two buckets, and bf16 kernels round
+differently with shape.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def generate(model, ids, mask, *, max_new: int, n: int, greedy: bool, temperatur
     stops = torch.tensor(stop_ids, device=device, dtype=torch.long)
     unfinished = torch.ones(rows, dtype=torch.bool, device=device)
 
-    def pick(logits, step: int):
+    def pick(logits):
         logits = logits[:, -1, :].to(dtype=torch.float32, copy=True)
         if ignore_eos and len(stop_ids):  # min_new_tokens = max_new_tokens
             logits[:, stops] = -float("inf")
@@ -70,7 +71,7 @@ def generate(model, ids, mask, *, max_new: int, n: int, greedy: bool, temperatur
     new = []
     logits, graph, graph_out = out.logits, None, None
     for t in range(max_new):
-        nxt = pick(logits, t)
+        nxt = pick(logits)
         if not ignore_eos:  # as generate: a finished row continues with padding
             nxt = torch.where(unfinished, nxt, torch.full_like(nxt, pad_id))
             unfinished &= ~torch.isin(nxt, stops)
