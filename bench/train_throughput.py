@@ -35,10 +35,19 @@ VARIANTS = {
     "liger-flex-bf16-6": {"attn_implementation": "flex_attention", "trainer": {"use_liger_kernel": True},
                           "lora": {"dropout": 0.0}, "quant_skip_layers": 6},
     "fast": "recipe:llama2-7b-qlora-fast.yaml",
+    "fp8": "recipe:llama2-7b-qlora-fp8.yaml",
     "bf16-lora": {"load_in_4bit": False},
     # (recipe, overrides): levers on top of the fast recipe
     "fast-compile": ("llama2-7b-qlora-fast.yaml", {"trainer": {"torch_compile": True}}),
     "fast-nockpt": ("llama2-7b-qlora-fast.yaml", {"gradient_checkpointing": False}),
+    "fast-fp8": ("llama2-7b-qlora-fast.yaml", {"fp8": True}),
+    "fast-again": ("llama2-7b-qlora-fast.yaml", {}),  # a second run of the fast recipe (e.g. under --profile)
+    "fast-batch6": ("llama2-7b-qlora-fast.yaml", {"trainer": {"per_device_train_batch_size": 6}}),
+    "fast-batch6-offload": ("llama2-7b-qlora-fast.yaml", {"trainer": {"per_device_train_batch_size": 6,
+                                                                      "activation_offloading": True}}),
+    "fast-fp8-batch6-offload": ("llama2-7b-qlora-fast.yaml", {"fp8": True, "trainer": {
+        "per_device_train_batch_size": 6, "activation_offloading": True}}),
+    "fast-fp8-batch6": ("llama2-7b-qlora-fast.yaml", {"fp8": True, "trainer": {"per_device_train_batch_size": 6}}),
 }
 
 
@@ -91,7 +100,49 @@ def build(workdir: Path, layers: int, rows: int, tiny: bool = False) -> tuple[Pa
     return model_dir, data
 
 
-def run_variant(name: str, model_dir: Path, data: Path, workdir: Path, steps: int) -> dict:
+def profiled(first: int = 4, last: int = 6):
+    """While open, trainer steps first..last run under torch.profiler; prints where CPU and GPU time went and the
+    share of wall time the GPU was busy (a step bound by Python/launch overhead shows a low share)."""
+    import contextlib
+    import time
+
+    import torch
+    import transformers
+    from torch.profiler import ProfilerActivity, profile
+
+    original, state = transformers.Trainer.training_step, {"n": 0}
+
+    def step(self, *a, **k):
+        state["n"] += 1
+        if state["n"] == first:
+            torch.cuda.synchronize()
+            state["prof"] = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            state["prof"].__enter__()
+            state["t"] = time.perf_counter()
+        out = original(self, *a, **k)
+        if state["n"] == last:
+            torch.cuda.synchronize()
+            wall = time.perf_counter() - state["t"]
+            state["prof"].__exit__(None, None, None)
+            events = state["prof"].key_averages()
+            gpu = sum(e.self_device_time_total for e in events) / 1e6
+            print(f"PROFILE steps {first}-{last}: wall {wall:.3f} s, GPU kernels {gpu:.3f} s "
+                  f"({100 * gpu / wall:.0f}% busy)", file=sys.stderr)  # fmt: skip
+            print(events.table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
+        return out
+
+    @contextlib.contextmanager
+    def ctx():
+        transformers.Trainer.training_step = step
+        try:
+            yield
+        finally:
+            transformers.Trainer.training_step = original
+
+    return ctx()
+
+
+def run_variant(name: str, model_dir: Path, data: Path, workdir: Path, steps: int, profile: bool = False) -> dict:
     import torch
 
     from revgen import config as cfgmod
@@ -106,7 +157,11 @@ def run_variant(name: str, model_dir: Path, data: Path, workdir: Path, steps: in
     overrides["trainer"] = {**overrides.get("trainer", {}), "max_steps": steps, "logging_steps": 1}
     cfg = cfgmod.load(TrainConfig, "train", recipe, overrides)
     try:
-        info = train(cfg)
+        if profile:
+            with profiled():
+                info = train(cfg)
+        else:
+            info = train(cfg)
         res = {"variant": name, **info["throughput"], "train_loss": round(info["train_loss"], 3),
                "trainable": info["parameters"]["trainable"], "plan": info["plan"]}  # fmt: skip
     except Exception as exc:  # one failing lever must not lose the others' numbers
@@ -124,6 +179,7 @@ def main():
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--rows", type=int, default=3000)
+    ap.add_argument("--profile", default="", help="variants to profile (steps 4-6): CPU/GPU time and GPU busy share")
     ap.add_argument("--out", default=None, help="append each result as a JSON line here")
     ap.add_argument("--tiny", action="store_true", help="small dimensions: a CPU smoke test of the code path")
     args = ap.parse_args()
@@ -132,7 +188,7 @@ def main():
     model_dir, data = build(workdir, args.layers, args.rows, args.tiny)
     results = []
     for name in args.variants.split(","):
-        res = run_variant(name, model_dir, data, workdir, args.steps)
+        res = run_variant(name, model_dir, data, workdir, args.steps, name in args.profile.split(","))
         results.append(res)
         emit(res)
         if args.out:

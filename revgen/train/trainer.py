@@ -65,6 +65,7 @@ class TrainConfig:
     eval_holdout: float = 0  # rows (>= 1) or fraction (< 1) held out, seeded, for eval loss
     load_in_4bit: str | bool = "auto"  # auto: 4-bit on CUDA only; true: require it; false
     quant_skip_layers: int = 0  # with 4-bit: keep the first N decoder layers bf16 (speed for memory)
+    fp8: bool = False  # the frozen base weights' matmuls in FP8 (revgen/train/fp8.py; GPUs of capability 8.9+)
     attn_implementation: str = "auto"  # auto: flash_attention_2 if usable, flex_attention for packing on CUDA, else sdpa
     dtype: str = "auto"  # auto: bf16 on GPUs that support it, fp32 on CPU
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -83,6 +84,8 @@ class TrainConfig:
         self.output_dir = self.output_dir or f"runs/{self.task}"
         if self.load_in_4bit not in ("auto", True, False):
             raise UserError(f"load_in_4bit must be auto, true or false, got {self.load_in_4bit!r}")
+        if not isinstance(self.fp8, bool):
+            raise UserError(f"fp8 must be true or false, got {self.fp8!r}")
         validate_trainer_keys(self.trainer)
         if self.task_types and self.task != "backward":
             raise UserError("task_types conditions the backward model; a forward model has no use for it")
@@ -109,6 +112,7 @@ class Plan:
     dtype: str
     attn_implementation: str
     quant_skip_layers: int = 0
+    fp8: bool = False
 
 
 def plan(cfg: TrainConfig) -> Plan:
@@ -132,7 +136,11 @@ def plan(cfg: TrainConfig) -> Plan:
             attn = "sdpa"
     elif attn == "flash_attention_2" and not runinfo.flash_attn_available():
         raise UserError("attn_implementation flash_attention_2 needs flash-attn and an Ampere+ GPU")
-    return Plan("cuda" if cuda else "cpu", four, dtype, attn, cfg.quant_skip_layers if four else 0)
+    if cfg.fp8:
+        from revgen.train import fp8  # imports torch
+
+        fp8.check_device("cuda" if cuda else "cpu")
+    return Plan("cuda" if cuda else "cpu", four, dtype, attn, cfg.quant_skip_layers if four else 0, cfg.fp8)
 
 
 def load_model(model_ref: str, p: Plan):
@@ -228,6 +236,10 @@ def train(cfg: TrainConfig) -> dict:
     trainer = SFTTrainer(model=model, args=sft_config(cfg, p, bool(held), str(out)), processing_class=tokenizer,
                          train_dataset=as_dataset(train_pairs), eval_dataset=as_dataset(held) if held else None,
                          peft_config=lora, callbacks=[timer])  # fmt: skip
+    if p.fp8:
+        from revgen.train import fp8
+
+        fp8.patch(trainer.model)
     trainable, total = trainer.model.get_nb_trainable_parameters()
     log.info("LoRA trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     if resume_step is not None:

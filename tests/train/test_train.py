@@ -75,7 +75,7 @@ def test_run_json_records_the_run(trained_adapter):
     assert saved["data"]["train_rows"] == 12 and saved["data"]["heldout_rows"] == 4
     assert saved["data"]["sha256"] == "52d16f07fd361e10a626c65c1082b7841460fd732d5c976187519e972d5fe104"
     assert saved["plan"] == {"device": "cpu", "load_in_4bit": False, "dtype": "float32", "attn_implementation": "sdpa",
-                             "quant_skip_layers": 0}
+                             "quant_skip_layers": 0, "fp8": False}
     assert saved["lm_head_positions"] == "labelled"  # revgen.train.fused_head on CPU
     assert {"torch", "transformers", "trl", "peft"} <= set(saved["versions"])
     assert (out / "template.txt").read_text() == get_template("seed").text
