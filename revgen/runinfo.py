@@ -67,6 +67,13 @@ def flash_attn_available() -> bool:
     return torch.cuda.get_device_capability()[0] >= 8
 
 
+def fp8_available() -> bool:
+    """FP8 tensor cores for ``train.fp8`` (CUDA compute capability 8.9+: Ada, Hopper, Blackwell)."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
+
+
 def environment() -> dict:
     import torch
 
@@ -74,7 +81,8 @@ def environment() -> dict:
 
     return {**versions(), **device_info(), "bf16": bf16_supported(), "auto_dtype": resolve("auto"),
             "bnb_4bit": bnb_4bit_available() and torch.cuda.is_available(),
-            "bnb_4bit_cpu": bnb_4bit_available(), "flash_attn": flash_attn_available()}  # fmt: skip
+            "bnb_4bit_cpu": bnb_4bit_available(), "flash_attn": flash_attn_available(),
+            "fp8_train": fp8_available()}  # fmt: skip
 
 
 def dir_hash(directory: str | Path, pattern: str = "*.safetensors") -> str:

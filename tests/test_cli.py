@@ -23,7 +23,8 @@ def test_version_and_module_entry_point():
 def test_env_reports_device_and_capabilities():
     info = json.loads(run("env", "--json").output)
     assert info["device"] == "cpu" and info["torch"].startswith("2.")
-    assert {"bf16", "bnb_4bit", "flash_attn", "transformers", "trl"} <= set(info)
+    assert {"bf16", "bnb_4bit", "flash_attn", "fp8_train", "transformers", "trl"} <= set(info)
+    assert info["fp8_train"] is False  # no CUDA here
 
 
 @pytest.mark.slow

@@ -192,9 +192,10 @@ def _frozen_linears(model):
 
 def check_device(device: str) -> None:
     """Refuse a GPU without FP8 tensor cores (one clear error, before the model loads)."""
+    from revgen import runinfo
     from revgen.errors import UserError
 
-    if device == "cuda" and torch.cuda.get_device_capability() < (8, 9):
+    if device == "cuda" and not runinfo.fp8_available():
         name = torch.cuda.get_device_name()
         raise UserError(f"fp8: true needs FP8 tensor cores (compute capability 8.9+: Ada, Hopper); {name} has "
                         f"{torch.cuda.get_device_capability()}: set fp8: false")  # fmt: skip
