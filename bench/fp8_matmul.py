@@ -36,6 +36,8 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--profile", action="store_true", help="print the FP8 step's kernels by GPU time")
     args = ap.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("bench/fp8_matmul.py times FP8 matmuls on a CUDA GPU of capability 8.9+; none here")
     torch.manual_seed(0)
     for name, (out_f, in_f) in SHAPES.items():
         fp8._last.clear()
