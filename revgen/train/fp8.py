@@ -73,21 +73,30 @@ def _kernels():
 _triton = {}
 
 
+def _kernel(name: str):
+    if not _triton:
+        _triton["rows"], _triton["cast"] = _kernels()
+    return _triton[name]
+
+
+def _to_e4m3(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The torch-ops cast (CPU): ``t / scale`` saturated to e4m3's range."""
+    return (t.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
+
+
 def _quant_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """An activation [M, K] as e4m3 with one float32 scale per row (amax / 448); on CUDA the rows are padded to a
     multiple of 16 (zeros) for the matmul, whose result the caller cuts back to M rows."""
     if t.device.type != "cuda":
         scale = t.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / E4M3_MAX
-        return (t.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3), scale
-    if not _triton:
-        _triton["rows"], _triton["cast"] = _kernels()
+        return _to_e4m3(t, scale), scale
     t = t.contiguous()
     m, k = t.shape
     padded = m + (-m % ALIGN)
     q = torch.empty((padded, k), dtype=E4M3, device=t.device)
     s = torch.empty((padded, 1), dtype=torch.float32, device=t.device)
-    _triton["rows"][(padded,)](t, q, s, m, k, t.stride(0), q.stride(0), BLOCK=min(4096, 1 << (k - 1).bit_length()),
-                               num_warps=8)  # fmt: skip
+    _kernel("rows")[(padded,)](t, q, s, m, k, t.stride(0), q.stride(0), BLOCK=min(4096, 1 << (k - 1).bit_length()),
+                              num_warps=8)  # fmt: skip
     return q, s
 
 
@@ -108,20 +117,16 @@ def _quant_weight(module, transposed: bool) -> tuple[torch.Tensor, torch.Tensor]
     by_row, by_col = _weight_scales(module, w)
     scale = by_col if transposed else by_row
     if w.device.type != "cuda":
-        q = (w.float() / (by_col[None, :] if transposed else by_row[:, None])).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
+        q = _to_e4m3(w, by_col[None, :] if transposed else by_row[:, None])
         return (q.t().contiguous() if transposed else q), scale
-    if not _triton:
-        _triton["rows"], _triton["cast"] = _kernels()
+    import triton
+
     w = w.contiguous()
     rows, cols = w.shape
     q = torch.empty((cols, rows) if transposed else (rows, cols), dtype=E4M3, device=w.device)
-    grid = (_cdiv(rows, 64), _cdiv(cols, 64))
-    _triton["cast"][grid](w, scale, q, rows, cols, PER_ROW=not transposed, TRANS=transposed, BR=64, BC=64, num_warps=4)
+    grid = (triton.cdiv(rows, 64), triton.cdiv(cols, 64))
+    _kernel("cast")[grid](w, scale, q, rows, cols, PER_ROW=not transposed, TRANS=transposed, BR=64, BC=64, num_warps=4)
     return q, scale
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 _last = {}  # q, k and v (gate and up) read the same input: quantise it once
