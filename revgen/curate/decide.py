@@ -2,11 +2,11 @@
 records datatrove's bucket stage found colliding (revgen/curate/staged.py runs it).
 
 A record is a duplicate of the earliest record kept so far that shares a band group with it and whose
-estimated Jaccard is >= the threshold (any kept member for the exact key). Signatures stay on disk
-and are read by ``pread``; a group that grows past ``HOT`` kept members (boilerplate band values
-shared by many distinct records) also holds its members' signatures in one array, so a record is
-checked against all of them in one numpy expression instead of one read each. Those arrays are
-bounded by ``CACHE_ROWS`` rows over all groups; past it, groups stay on ``pread``.
+estimated Jaccard is >= the threshold (any kept member for the exact key). Full signatures stay on
+disk and are read by ``pread``; in memory each kept record has a 1-byte-per-hash fingerprint, with
+which a record's candidates are ruled out together in one numpy expression (see ``_KeptGroups``).
+Memory grows with the colliding records (~130 bytes per kept one, ~20 per band membership), not with
+the corpus.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import numpy as np
 from revgen.curate.signatures import jaccard
 from revgen.io import atomic_write_text
 
-HOT = 16
-CACHE_ROWS = 262_144  # 112 MiB of 448-byte signatures
+HOT = 16  # a group with this many kept members holds them in one array instead of a linked list
 
 
 def near_settings(cfg) -> list[tuple[str, bool]]:
@@ -42,23 +41,26 @@ class DecideStage:
         work = Path(self.work)
         groups = {signal: _Groups.read(work / "dups" / signal) for signal, on in near_settings(self.cfg) if on}
         rows = _RowReader(work / "full")
-        budget = [CACHE_ROWS]
-        kept = {signal: (_FirstKept(g.n) if signal == "exact" else
-                         _KeptGroups(g.n, signal, self.cfg.dedup.threshold, rows, budget))
+        width = self.cfg.dedup.bands * self.cfg.dedup.rows
+        kept = {signal: (_FirstKept(g.nodes, g.n) if signal == "exact" else
+                         _KeptGroups(g.nodes, g.n, signal, self.cfg.dedup.threshold, rows, width))
                 for signal, g in groups.items()}  # fmt: skip
         removed = _Removals(work / "remove", self.n_files)
         nodes = np.unique(np.concatenate([g.nodes for g in groups.values()])) if groups else np.zeros(0, np.int64)
         for lo in range(0, len(nodes), CHUNK):
             chunk = nodes[lo : lo + CHUNK]
-            views = [(signal, kept[signal], *g.view(chunk)) for signal, g in groups.items()]
+            views = []
+            for signal, g in groups.items():
+                views.append((signal, kept[signal], *g.view(chunk)))
+                kept[signal].load(*np.searchsorted(g.nodes, [chunk[0], chunk[-1] + 1]).tolist())
             for j, node in enumerate(chunk.tolist()):
-                for signal, keeper, present, starts, gids in views:
+                for signal, keeper, at, present, starts, gids in views:
                     if not present[j]:
                         continue
                     node_gids = gids[starts[j] : starts[j + 1]]
-                    match = keeper.earliest_match(node, node_gids)
+                    match = keeper.earliest_match(at[j], node_gids)
                     if match is None:
-                        keeper.keep(node, node_gids)
+                        keeper.keep(at[j], node_gids)
                         continue
                     removed.add(node, "exact" if signal == "exact" else f"near_{signal}", match)
                     break
@@ -105,128 +107,126 @@ class _Groups:
         indptr = np.concatenate([[0], breaks, [len(nodes)]]).astype(np.int64)
         return cls(nodes[indptr[:-1]], indptr, gids, n)
 
-    def view(self, chunk: np.ndarray) -> tuple[list, list, list]:
-        """For sorted ``chunk`` nodes: present flags, start offsets into the group list, the group list."""
+    def view(self, chunk: np.ndarray) -> tuple[list, list, list, list]:
+        """For sorted ``chunk`` nodes: their positions in ``nodes``, present flags, start offsets into the
+        group list, the group list."""
         at = np.searchsorted(self.nodes, chunk)
         clipped = np.minimum(at, len(self.nodes) - 1)
         present = (self.nodes[clipped] == chunk) if len(self.nodes) else np.zeros(len(chunk), bool)
         first = self.indptr[at[0]]
         ends = self.indptr[np.minimum(at + present, len(self.nodes))]
         starts = np.concatenate([self.indptr[at] - first, [ends[-1] - first]])
-        return present.tolist(), starts.tolist(), self.gids[first : ends[-1]].tolist()
+        return at.tolist(), present.tolist(), starts.tolist(), self.gids[first : ends[-1]].tolist()
 
 
 class _FirstKept:
     """The exact key has one band of the whole key: every kept member of a group is the same record,
     so a group only needs its first."""
 
-    def __init__(self, n_groups: int):
-        self.first = array("q", [-1]) * n_groups
+    def __init__(self, nodes: np.ndarray, n_groups: int):
+        self.nodes, self.first = nodes, array("i", [-1]) * n_groups
 
-    def earliest_match(self, node: int, gids: list[int]) -> int | None:
-        return min((self.first[g] for g in gids if self.first[g] >= 0), default=None)
+    def load(self, lo: int, hi: int) -> None:
+        pass
 
-    def keep(self, node: int, gids: list[int]) -> None:
+    def earliest_match(self, at: int, gids: list[int]) -> int | None:
+        first = min((self.first[g] for g in gids if self.first[g] >= 0), default=None)
+        return None if first is None else int(self.nodes[first])
+
+    def keep(self, at: int, gids: list[int]) -> None:
         for g in gids:
             if self.first[g] < 0:
-                self.first[g] = node
+                self.first[g] = at
 
 
 class _KeptGroups:
     """Per band group of one signal, the members kept past its check so far, in input order (the
-    in-process LSH's buckets): a record is compared with those only. Members are linked lists in
-    flat arrays (head/tail per group, node/next per entry): compact, and cheap to walk for the
-    usual group of two."""
+    in-process LSH's buckets): a record is compared with those only.
 
-    def __init__(self, n_groups: int, signal: str, threshold, rows, budget: list[int]):
-        self.head, self.tail = array("q", [-1]) * n_groups, array("q", [-1]) * n_groups
-        self.count = array("l", [0]) * n_groups
-        self.node, self.next = array("q"), array("q")
-        self.hot: dict[int, list] = {}  # group -> [signatures, segments, nodes] arrays, rows >= count
-        self.signal, self.rows, self.budget = signal, rows, budget
-        self.verify = threshold is not None
-        self.threshold = threshold
-        self.current: tuple = (None, None, 0)  # (node, signature, segment) read by earliest_match, reused by keep
+    Every kept record sits once in one pool, at its row in the signal's sorted colliding nodes (so row
+    order is input order): its segment and a fingerprint, the low byte of each MinHash value. Groups hold
+    pool rows, as linked lists in flat arrays (the usual group of two) or, past ``HOT`` members, one
+    array. A record's candidates from all its groups are ruled out together by their fingerprints:
+    equal hashes have equal low bytes, so the fingerprint never counts fewer equal positions than the
+    signature and drops only candidates that cannot reach the threshold. Only the survivors' full
+    signatures are read (``pread``), earliest first."""
 
-    def _sig(self, node: int) -> np.ndarray | None:
-        return self.rows(self.signal, node) if self.verify else None
-
-    def _seg(self, node: int) -> int:
-        return int(self.rows("segment", node)[0]) if self.signal == "output" else 0
+    def __init__(self, nodes: np.ndarray, n_groups: int, signal: str, threshold, rows, width: int):
+        self.head, self.tail = array("i", [-1]) * n_groups, array("i", [-1]) * n_groups
+        self.count = array("i", [0]) * n_groups
+        self.row, self.next = array("i"), array("i")
+        self.hot: dict[int, np.ndarray] = {}  # group -> pool rows (capacity >= count)
+        self.nodes, self.signal, self.rows, self.threshold = nodes, signal, rows, threshold
+        self.fp = np.empty((len(nodes), width), dtype=np.uint8)  # untouched rows cost no memory
+        self.seg = np.empty(len(nodes), dtype=np.uint64) if signal == "output" else None
+        self.need = next((k for k in range(width + 1) if k / width >= threshold), width + 1) if threshold is not None else 0
+        self.lo, self.sigs = 0, None  # the current chunk's full signatures (load)
 
     def members(self, g: int) -> list[int]:
-        out, e, node, nxt = [], self.head[g], self.node, self.next
+        out, e, row, nxt = [], self.head[g], self.row, self.next
         while e >= 0:
-            out.append(node[e])
+            out.append(row[e])
             e = nxt[e]
         return out
 
-    def earliest_match(self, node: int, gids: list[int]) -> int | None:
-        sig, seg = self._sig(node), self._seg(node)
-        self.current = (node, sig, seg)
-        best, small = None, set()
-        for g in gids:
-            if g not in self.hot:
-                small.update(self.members(g))
-                continue
-            sigs, segs, nodes = self.hot[g]
-            m = self.count[g]
-            ok = (sigs[:m] == sig).mean(axis=1) >= self.threshold if self.verify else np.ones(m, dtype=bool)
-            if seg:  # the same segment's other candidate is not a duplicate
-                ok &= segs[:m] != seg
-            hit = np.flatnonzero(ok)
-            if hit.size and (best is None or int(nodes[hit[0]]) < best):
-                best = int(nodes[hit[0]])
-        for c in sorted(small):
-            if best is not None and c >= best:
-                break
-            if seg and self._seg(c) == seg:
-                continue
-            if not self.verify or jaccard(sig, self.rows(self.signal, c)) >= self.threshold:
-                return c
-        return best
+    def load(self, lo: int, hi: int) -> None:
+        """The signatures of colliding nodes ``lo:hi`` (the chunk about to be decided), read at once; their
+        fingerprints and segments go into the pool (a row is only ever a candidate once it is kept)."""
+        nodes = self.nodes[lo:hi]
+        if not len(nodes):
+            return
+        self.lo, self.sigs = lo, self.rows.block(self.signal, nodes)
+        self.fp[lo:hi] = self.sigs
+        if self.seg is not None:
+            self.seg[lo:hi] = self.rows.block("segment", nodes)[:, 0]
 
-    def keep(self, node: int, gids: list[int]) -> None:
+    def earliest_match(self, at: int, gids: list[int]) -> int | None:
+        small, arrays = [], []
         for g in gids:
-            e = len(self.node)
-            self.node.append(node)
+            if g in self.hot:
+                arrays.append(self.hot[g][: self.count[g]])
+            elif self.head[g] >= 0:
+                small += self.members(g)
+        if not small and not arrays:
+            return None
+        if small:
+            arrays.append(np.array(small, dtype=np.int32))
+        cand = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)  # a row may repeat: cheaper than sorting
+        ok = (self.fp[cand] == self.fp[at]).sum(axis=1) >= self.need
+        if self.seg is not None and self.seg[at]:  # the same segment's other candidate is not a duplicate
+            ok &= self.seg[cand] != self.seg[at]
+        sig = None
+        for r in np.unique(cand[ok]).tolist():  # earliest first
+            c = int(self.nodes[r])
+            if self.threshold is None:
+                return c
+            if sig is None:
+                sig = self.sigs[at - self.lo]
+            if jaccard(sig, self.rows(self.signal, c)) >= self.threshold:
+                return c
+        return None
+
+    def keep(self, at: int, gids: list[int]) -> None:
+        for g in gids:
+            m = self.count[g]
+            self.count[g] = m + 1
+            if g in self.hot:
+                rows = self.hot[g]
+                if m == len(rows):
+                    rows = self.hot[g] = np.concatenate([rows, np.empty_like(rows)])
+                rows[m] = at
+                continue
+            e = len(self.row)
+            self.row.append(at)
             self.next.append(-1)
             if self.head[g] < 0:
                 self.head[g] = e
             else:
                 self.next[self.tail[g]] = e
             self.tail[g] = e
-            self.count[g] += 1
-            m = self.count[g]
-            if g in self.hot:
-                self._append(g, m - 1, node)
-            elif m == HOT and self.budget[0] >= 2 * HOT:
-                self.budget[0] -= 2 * HOT
-                width = len(self.current[1]) if self.verify else 1
-                self.hot[g] = [np.zeros((2 * HOT, width), dtype=np.uint32), np.zeros(2 * HOT, dtype=np.uint64),
-                               np.zeros(2 * HOT, dtype=np.int64)]  # fmt: skip
-                for i, member in enumerate(self.members(g)):
-                    self._fill(g, i, member)
-
-    def _append(self, g: int, i: int, node: int) -> None:
-        sigs = self.hot[g][0]
-        if i == len(sigs):  # full: double, if the budget allows; else this group goes back to pread
-            if self.budget[0] < len(sigs):
-                self.budget[0] += len(sigs)
-                del self.hot[g]
-                return
-            self.budget[0] -= len(sigs)
-            self.hot[g] = [np.concatenate([a, np.zeros_like(a)]) for a in self.hot[g]]
-        self._fill(g, i, node)
-
-    def _fill(self, g: int, i: int, node: int) -> None:
-        sigs, segs, nodes = self.hot[g]
-        cur, sig, seg = self.current
-        if cur != node:  # an earlier member, when a group turns hot
-            sig, seg = self._sig(node), self._seg(node)
-        if self.verify:
-            sigs[i] = sig
-        segs[i], nodes[i] = seg, node
+            if m + 1 == HOT:
+                rows = self.hot[g] = np.empty(2 * HOT, dtype=np.int32)
+                rows[:HOT] = self.members(g)
 
 
 class _Removals:
@@ -278,17 +278,31 @@ class _RowReader:
         self.folder, self.files = folder, {}
 
     def __call__(self, signal: str, node: int) -> np.ndarray:
-        key = (signal, node >> 32)
+        fd, offset, width, dtype = self._open(signal, node >> 32)
+        return np.frombuffer(os.pread(fd, width, offset + (node & 0xFFFFFFFF) * width), dtype=dtype)
+
+    def _open(self, signal: str, f: int) -> tuple:
+        key = (signal, f)
         if key not in self.files:
-            path = self.folder / signal / f"{node >> 32:05d}.npy"
+            path = self.folder / signal / f"{f:05d}.npy"
             with open(path, "rb") as fh:
                 fmt = np.lib.format
                 header = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
                 shape, _, dtype = header(fh)
                 offset = fh.tell()
             self.files[key] = (os.open(path, os.O_RDONLY), offset, shape[1] * np.dtype(dtype).itemsize, dtype)
-        fd, offset, width, dtype = self.files[key]
-        return np.frombuffer(os.pread(fd, width, offset + (node & 0xFFFFFFFF) * width), dtype=dtype)
+        return self.files[key]
+
+    def block(self, signal: str, nodes: np.ndarray) -> np.ndarray:
+        """The rows of sorted ``nodes`` at once: one read per file of the span they cover."""
+        parts, files = [], nodes >> 32
+        for f in np.unique(files).tolist():
+            idx = nodes[files == f] & 0xFFFFFFFF
+            lo = int(idx[0])
+            fd, offset, width, dtype = self._open(signal, f)
+            span = np.frombuffer(os.pread(fd, (int(idx[-1]) + 1 - lo) * width, offset + lo * width), dtype=dtype)
+            parts.append(span.reshape(-1, width // span.itemsize)[idx - lo])
+        return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
     def close(self):
         for fd, *_ in self.files.values():

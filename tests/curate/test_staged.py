@@ -259,27 +259,23 @@ def boilerplate(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("cache_rows", [None, 40])  # default, and a cache too small to hold every hot group
-def test_hot_band_groups_are_checked_from_memory_with_the_in_process_decisions(boilerplate, tmp_path, monkeypatch,
-                                                                               cache_rows):
+@pytest.mark.parametrize("hot", [None, 2])  # default, and nearly every group held as an array
+def test_hot_band_groups_are_checked_from_memory_with_the_in_process_decisions(boilerplate, tmp_path, monkeypatch, hot):
     from revgen.curate import decide
 
     ref = curate(cfg(boilerplate, tmp_path / "ref"))
     assert ref["counts"]["dropped/dedup/near_instruction"] >= 10 and ref["counts"]["dropped/dedup/near_output"] >= 10
-    if cache_rows:
-        monkeypatch.setattr(decide, "CACHE_ROWS", cache_rows)
+    if hot:
+        monkeypatch.setattr(decide, "HOT", hot)
     hot_sizes = []
     keep = decide._KeptGroups.keep
 
-    def spy(self, node, gids):
-        keep(self, node, gids)
-        hot_sizes.append(sum(self.count[g] for g in self.hot))
+    def spy(self, at, gids):
+        keep(self, at, gids)
+        hot_sizes.append(max((self.count[g] for g in self.hot), default=0))
 
     monkeypatch.setattr(decide._KeptGroups, "keep", spy)  # the decide task runs in this process (one worker)
     stats = curate(cfg(boilerplate, tmp_path / "staged", executor="local", tasks=2, workers=1))
     assert outputs(tmp_path / "staged") == outputs(tmp_path / "ref")
     assert stats["counts"] == ref["counts"]
-    if cache_rows:  # a group went hot, outgrew the budget and went back to pread
-        assert max(hot_sizes) >= decide.HOT and hot_sizes[-1] < max(hot_sizes)
-    else:  # groups far past HOT members were checked from the cached arrays
-        assert max(hot_sizes) > 3 * decide.HOT
+    assert max(hot_sizes) > 2 * decide.HOT  # a group outgrew its first array and was checked from the grown one
