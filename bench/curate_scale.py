@@ -18,6 +18,7 @@ import json
 import random
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,12 +67,12 @@ def write_corpus(n: int, shards: int, out: Path, seed: int = 0, varied: bool = T
     return out
 
 
-def run(corpus: Path, out: Path, path: str, tasks: int) -> dict:
+def run(corpus: Path, out: Path, path: str, tasks: int, keep_work: bool = False) -> dict:
     import psutil
 
     cmd = [sys.executable, "-m", "revgen", "curate", str(corpus), "-o", str(out), "--set", "report=false"]
     if path != "inprocess":
-        cmd += ["--executor", path, "--tasks", str(tasks)]
+        cmd += ["--executor", path, "--tasks", str(tasks)] + (["--set", "engine.keep_work_dir=true"] if keep_work else [])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -102,7 +103,17 @@ def run(corpus: Path, out: Path, path: str, tasks: int) -> dict:
             "cpu_s": round(cpu_s, 1), "records_per_cpu_s": round(counts["total"] / max(cpu_s, 1e-9)),
             "records_per_s_wall": round(counts["total"] / wall), "peak_tree_rss_mib": round(peak / 2**20),
             "peak_tree_pss_mib": round(peak_pss / 2**20),
-            "kept": counts["kept"], "dataset_sha256": digest}  # fmt: skip
+            "kept": counts["kept"], "dataset_sha256": digest,
+            **({"stage_wall_s": stage_walls(out / ".staged" / "logs")} if keep_work and path != "inprocess" else {})}  # fmt: skip
+
+
+def stage_walls(logs: Path) -> dict:
+    """Each staged step's wall time: from its executor.json to its last completion marker."""
+    walls = {}
+    for stage in sorted(logs.iterdir(), key=lambda d: (d / "executor.json").stat().st_mtime):
+        done = [f.stat().st_mtime for f in (stage / "completions").iterdir()]
+        walls[stage.name] = round(max(done) - (stage / "executor.json").stat().st_mtime, 1)
+    return walls
 
 
 def main():
@@ -113,6 +124,7 @@ def main():
     ap.add_argument("--shards", type=int, default=0, help="input shards (default: one per 50k records, >= 4)")
     ap.add_argument("--spliced", action="store_true", help="instructions as bench/curate_throughput.py splices them")
     ap.add_argument("--work", default=None, help="where corpora and outputs go (default: a temp dir)")
+    ap.add_argument("--keep-work-dir", action="store_true", help="keep the staged intermediates; report each stage's wall time")
     args = ap.parse_args()
     base = Path(args.work or tempfile.mkdtemp(prefix="curate-scale-"))
     results = []
@@ -123,7 +135,10 @@ def main():
             write_corpus(n, args.shards or max(4, n // 50_000), corpus, varied=not args.spliced)
             print(f"corpus {n}: {time.time() - t:.0f} s", file=sys.stderr)
         for path in args.paths:
-            res = {"records": n, **run(corpus, base / f"out-{n}-{path}", path, args.tasks)}
+            out = base / f"out-{n}-{path}"
+            if out.exists():  # a fresh run, not a resumed one
+                shutil.rmtree(out)
+            res = {"records": n, **run(corpus, out, path, args.tasks, args.keep_work_dir)}
             print(json.dumps(res), flush=True)
             results.append(res)
     print(json.dumps(results, indent=2))
