@@ -13,8 +13,15 @@ instructions it never saw. Variants, all through `revgen synthesize` + `revgen c
     openers-requests  the same, openers drawn only among those that begin requests (``--opener-kinds requests``)
     openers-mix the openers' candidates, kept toward the seed's first words under a fit floor
                 (``score.target_mix: seed``, ``fit_margin`` 0.5, the default, fixed before it was run)
+    openers-requests-mix  the request openers' candidates, kept toward the seed's first words
+    openers-both          one free + ``--openers`` openers, half requests, half questions (``--opener-kinds both``)
+    openers-both-mix      the same candidates, kept toward the seed's first words
 
-Reports, against U's real instructions: question share, leading-word TV, ROUGE-L to the real
+``--split T`` runs on the bundled sample's rows that are in none of the value bench's splits (its
+context-free leftovers and every row with a context, their responses as passages): the split to
+choose a setting on, so that U is only ever measured.
+
+Reports, against the split's real instructions: question share, leading-word TV, ROUGE-L to the real
 instruction, and how often the chosen candidate was forced. Nothing here was tuned on U: each
 variant is one setting, fixed before it was run.
 """
@@ -72,25 +79,35 @@ def main():
     ap.add_argument("--openers", type=int, default=3)
     ap.add_argument("--candidates", type=int, default=1, help="free candidates beside the openers")
     ap.add_argument("--backend", default="auto")
-    ap.add_argument("--variants", nargs="+", default=["free", "free-best", "openers", "openers-requests", "openers-mix"])
+    ap.add_argument("--variants", nargs="+", default=["free", "free-best", "openers", "openers-requests", "openers-mix"],
+                    choices=["free", "free-best", "openers", "openers-requests", "openers-mix", "openers-requests-mix",
+                             "openers-both", "openers-both-mix"])  # fmt: skip
+    ap.add_argument("--split", choices=["U", "T"], default="U", help="U: the value bench's held-out split; "
+                    "T: the rows in no value-bench split, to choose a setting on")
     args = ap.parse_args()
     args.model, args.max_length, args.dtype, args.backward_steps, args.batch, args.lr = (
         "smollm2-135m", 160, "auto", 30, 4, 3e-4)  # bench/value.py's defaults
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    S, U, _ = split(load_pairs(), (60, 120, 64), 1234)
-    adapter = backward(args, S, out, "backward")
+    rows = load_pairs()
+    S, U, H = split(rows, (60, 120, 64), 1234)
+    if args.split == "T":
+        used = {id(r) for r in S + U + H}
+        U = [r for r in rows if id(r) not in used]
+        out = out / "T"
+        out.mkdir(exist_ok=True)
+    adapter = backward(args, S, out.parent if args.split == "T" else out, "backward")
     res = {}
     for name in args.variants:
+        kinds = "requests" if "requests" in name else "both" if "both" in name else "any"
+        mix = "seed" if name.endswith("-mix") else None
+        synth = {"any": "openers", "requests": "openers-requests", "both": "openers-both"}[kinds]
         if name == "free":
             cur = run_variant(args, U, out, adapter, name, 1, 0, False)
         elif name == "free-best":
             cur = run_variant(args, U, out, adapter, name, args.candidates + args.openers, 0, True)
-        elif name == "openers-mix":  # the openers' candidates, kept toward the seed's first words (fit_margin 0.5)
-            cur = run_variant(args, U, out, adapter, name, args.candidates, args.openers, True, "any", "openers", "seed")
-        else:
-            kinds = "requests" if name == "openers-requests" else "any"
-            cur = run_variant(args, U, out, adapter, name, args.candidates, args.openers, True, kinds)
+        else:  # the -mix variants reuse their openers' candidates (same synth name: resumed, not redone)
+            cur = run_variant(args, U, out, adapter, name, args.candidates, args.openers, True, kinds, synth, mix)
         res[name] = measure(U, cur)
         print(name, json.dumps(res[name]), file=sys.stderr, flush=True)
     from revgen.evaluate.mix import compare_mix

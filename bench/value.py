@@ -78,7 +78,7 @@ def backward(args, S, out: Path, name: str, typed: bool = False) -> Path:
 
 
 def synth_set(args, U, out: Path, name: str, adapter: Path, task_mix=None, score=None, cur_name=None,
-              candidates: int = 1, openers: int = 0):
+              candidates: int = 1, openers: int = 0, opener_kinds: str = "any"):
     """Synthesize U's responses with ``adapter`` (``candidates`` free + ``openers`` opener-forced per
     response), curate (``score``: self-curation on top of the filters); returns (the first candidate
     of every response, the curated rows as curation wrote them, curate counts)."""
@@ -91,7 +91,7 @@ def synth_set(args, U, out: Path, name: str, adapter: Path, task_mix=None, score
     synthesize(SynthConfig(corpus=corpus, id_field="id", adapter=str(adapter), output_dir=str(synth), backend=args.backend,
                            max_input_tokens=1024, min_words=1, temperature=args.temperature, max_new_tokens=64,
                            seed=0, shard_size=64, batch_size=64, task_mix=task_mix, num_candidates=candidates,
-                           openers=openers))  # fmt: skip
+                           openers=openers, opener_kinds=opener_kinds))  # fmt: skip
     # Gopher's output checks are for web text; the outputs here are human Dolly answers, so only
     # the instruction side and dedup are judged (as the curated variant of the issue asks).
     cur_dir = out / f"curated-{cur_name or name}"
@@ -208,6 +208,8 @@ def main():
     ap.add_argument("--backend-rewrite", default="transformers", help="backend for rewrite and backward eval")
     ap.add_argument("--best-of", type=int, default=4, help="backward eval on H: best-of-N beside greedy (1: off)")
     ap.add_argument("--select-by", default="cycle", choices=["cycle", "pmi"])
+    ap.add_argument("--opener-kinds", default="any", choices=["any", "requests", "both"],
+                    help="S+openers-cur, S+mix-cur: the openers' kinds (synthesize --opener-kinds)")
     args = ap.parse_args()
     args.layers = args.layers or None
 
@@ -241,11 +243,15 @@ def main():
     pmi = {"scorers": ["pmi"], "backward": str(back), "best_of_candidates": True, "select": {"score": "pmi"}}
     if "S+best-cur" in variants:
         sets["best"] = synth_set(args, U, out, "best", back, score=pmi, candidates=4)
+    kinds = args.opener_kinds
+    synth_openers = "openers" if kinds == "any" else f"openers-{kinds}"
     if "S+openers-cur" in variants:
-        sets["openers"] = synth_set(args, U, out, "openers", back, score=pmi, candidates=1, openers=3)
+        sets["openers"] = synth_set(args, U, out, synth_openers, back, score=pmi, candidates=1, openers=3,
+                                    opener_kinds=kinds)  # fmt: skip
     if "S+mix-cur" in variants:  # the same synthesis as S+openers-cur (resumed if done), curated toward the seed's mix
-        sets["mix"] = synth_set(args, U, out, "openers", back, score={**pmi, "target_mix": "seed"}, candidates=1,
-                                openers=3, cur_name="mix")  # fmt: skip
+        sets["mix"] = synth_set(args, U, out, synth_openers, back, score={**pmi, "target_mix": "seed"}, candidates=1,
+                                openers=3, cur_name=f"mix-{kinds}" if kinds != "any" else "mix",
+                                opener_kinds=kinds)  # fmt: skip
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
     if "S+syn-rw" in variants:

@@ -134,8 +134,9 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, **
 @click.option("--num-candidates", type=int, help="Instructions sampled per segment.")
 @click.option("--openers", type=int, help="Per segment, N more candidates begun with openers from the seed data "
               "(List, Summarize, ...); pick by fit in curate (score: pmi, best_of_candidates).")
-@click.option("--opener-kinds", type=click.Choice(["any", "requests"]),
-              help="Draw openers of any kind (default) or only those that begin requests.")
+@click.option("--opener-kinds", type=click.Choice(["any", "requests", "both"]),
+              help="Per segment, half the openers among requests and half among questions (both, the default), "
+                   "only requests, or any kind by seed weight.")
 @click.option("--task-mix", help="Typed backward model (train --task-types): auto (it names the type), seed "
               "(the seed data's mix) or TYPE=W,TYPE=W.")
 @click.option("--temperature", type=float)

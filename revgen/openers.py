@@ -7,7 +7,9 @@ real instructions are requests ("List ...", "Summarize ...", "Classify ...", "Gi
 decoding is forced to begin with an opener drawn (seeded, without replacement, weighted by the seed
 counts) from that list; the free candidates stay. Which candidate fits its passage is curation's
 job (``score: {scorers: [pmi], best_of_candidates: true, ...}``): a type is never forced onto a
-passage that does not fit it. ``--opener-kinds requests`` draws only openers that begin requests.
+passage that does not fit it. ``--opener-kinds requests`` draws only openers that begin requests;
+``both`` draws half of each segment's openers among requests and half among questions (the extra
+one a request), so every passage has candidates of both kinds to be chosen from.
 """
 
 from __future__ import annotations
@@ -44,29 +46,43 @@ def load(directory: str | Path) -> dict | None:
     return read_counts(Path(directory) / FILE, "an openers file")
 
 
-KINDS = ("any", "requests")
+KINDS = ("any", "requests", "both")
 
 
 def restrict(counts: dict, kinds: str) -> dict:
-    """The openers of ``kinds``: ``any``, or ``requests`` (first words that do not open a question,
-    revgen/evaluate/mix.py): a backward model that asks "What ...?" freely needs requests forced, not
-    more questions."""
+    """The openers of ``kinds``: ``any``, ``requests`` (first words that do not open a question,
+    revgen/evaluate/mix.py: a backward model that asks "What ...?" freely needs requests forced, not
+    more questions), or ``both`` (all of them; ``draw`` splits them by kind)."""
     if kinds not in KINDS:
         raise UserError(f"opener_kinds must be one of {KINDS}, got {kinds!r}")
-    if kinds == "any":
+    if kinds != "requests":
         return counts
-    return {w: n for w, n in counts.items() if not _opens_question(w.lower())}
+    return _of_kind(counts, question=False)
 
 
-def _opens_question(word: str) -> bool:
+def _of_kind(counts: dict, question: bool) -> dict:
+    return {w: n for w, n in counts.items() if opens_question(w.lower()) == question}
+
+
+def opens_question(word: str) -> bool:
     """"What", and the contractions and misspellings seed data has ("What's", "Whats", "Who's")."""
     return any(w in QUESTION_START for w in (word, word.removesuffix("'s"), word.removesuffix("s")))
 
 
-def draw(counts: dict, k: int, seed: int) -> list[str]:
+def draw(counts: dict, k: int, seed: int, kinds: str = "any") -> list[str]:
     """``k`` distinct openers from the ``TOP`` most common, weighted by their seed counts, the same
-    for the same seed."""
-    rng, pool, out = random.Random(seed), dict(Counter(counts).most_common(TOP)), []
+    for the same seed; with ``kinds`` ``both``, ``ceil(k / 2)`` of them among the requests and the
+    rest among the questions (each weighted within its kind)."""
+    rng = random.Random(seed)
+    if kinds != "both":
+        return _draw(counts, k, rng)
+    requests, questions = _of_kind(counts, question=False), _of_kind(counts, question=True)
+    first = _draw(requests, (k + 1) // 2 if questions else k, rng)
+    return first + _draw(questions, k - len(first), rng)
+
+
+def _draw(counts: dict, k: int, rng: random.Random) -> list[str]:
+    pool, out = dict(Counter(counts).most_common(TOP)), []
     while pool and len(out) < k:
         words, weights = zip(*pool.items())
         pick = rng.choices(words, weights)[0]

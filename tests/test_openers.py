@@ -27,7 +27,12 @@ def test_learned_openers_are_the_seed_first_words_and_draws_are_seeded(trained_a
     assert {"List", "Give", "Classify", "Write"} <= set(requests)
     assert not {"What", "Who", "How", "Is", "What's", "Whats"} & set(requests) and {"What's", "Whats"} <= set(seed)
     assert all(kind(f"{w} the passage") == "request" for w in requests)
-    assert openers.restrict(seed, "any") == seed
+    assert openers.restrict(seed, "any") == seed == openers.restrict(seed, "both")
+    for s in range(20):  # both: ceil(k/2) request openers, then question openers, distinct, seeded
+        drawn = openers.draw(seed, 3, seed=s, kinds="both")
+        assert drawn == openers.draw(seed, 3, seed=s, kinds="both") and len(set(drawn)) == 3
+        assert [openers.opens_question(w.lower()) for w in drawn] == [False, False, True]
+    assert openers.draw(requests, 2, seed=1, kinds="both") == openers.draw(requests, 2, seed=1)  # one kind only
     with pytest.raises(UserError, match="opener_kinds must be one of"):
         openers.restrict(seed, "questions")
 
@@ -39,7 +44,7 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
     out = tmp_path / "synth"
     cfg = SynthConfig(corpus=str(corpus), adapter=str(adapter), output_dir=str(out), backend="transformers",
                       temperature=0.7, max_new_tokens=24, batch_size=4, micro_batch_size=8, shard_size=4, min_words=8,
-                      openers=2, opener_kinds="requests")  # fmt: skip
+                      openers=2)  # fmt: skip
     info = synthesize(cfg)
     rows = list(shards.iter_records(out)) + list(shards.iter_records(out, dropped=True))
     assert len(rows) == 3 * info["counts"]["segments"]  # one free + two forced per segment, nothing vanishes
@@ -49,7 +54,7 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
     for seg_rows in by_seg.values():
         ops = [r["meta"]["opener"] for r in sorted(seg_rows, key=lambda r: r["meta"]["candidate"])]
         assert ops[0] is None and len(set(ops[1:])) == 2 and all(o in openers.load(adapter) for o in ops[1:])
-        assert all(kind(f"{o} it") == "request" for o in ops[1:])  # opener_kinds: requests
+        assert [openers.opens_question(o.lower()) for o in ops[1:]] == [False, True]  # opener_kinds: both, the default
         for r in seg_rows:
             if r["meta"]["opener"] and "instruction" in r and "reason" not in r:
                 assert r["instruction"].startswith(r["meta"]["opener"])

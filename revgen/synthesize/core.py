@@ -47,7 +47,7 @@ class SynthConfig:
     # per segment, N more candidates whose decoding begins with an opener drawn from the seed data's
     # first words (revgen/openers.py: "List", "Summarize", "Given", ...); curation picks what fits
     openers: int = 0
-    opener_kinds: str = "any"  # any | requests (only first words that do not open a question)
+    opener_kinds: str = "both"  # both (half requests, half questions) | requests (no question openers) | any
     task_mix: str | dict | None = None  # typed backward model: auto (it names the type), seed, or TYPE=W,TYPE=W
     seed: int = 0
     shard_size: int = 1000  # segments per shard

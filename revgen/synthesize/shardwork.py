@@ -103,7 +103,7 @@ def generate_batch(ctx, generator, index: int, batch: list) -> tuple[list, list,
     results = generator.generate([encode_prompt(ctx.tokenizer, h) for h in heads], ctx.sampling, seeds)
     rows = [[(c, None) for c in cands] for cands in results]
     if ctx.openers:
-        picks = [openers.draw(ctx.openers, cfg.openers, seed) for seed in seeds]
+        picks = [openers.draw(ctx.openers, cfg.openers, seed, cfg.opener_kinds) for seed in seeds]
         jobs = [(i, j, w) for i, ws in enumerate(picks) for j, w in enumerate(ws)]
         prompts = [encode_prompt(ctx.tokenizer, heads[i] + (" " if forced[i] else "") + w) for i, _, w in jobs]
         one = dataclasses.replace(ctx.sampling, n=1)
