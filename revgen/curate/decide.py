@@ -157,7 +157,7 @@ class _KeptGroups:
         self.row, self.next = array("i"), array("i")
         self.hot: dict[int, np.ndarray] = {}  # group -> pool rows (capacity >= count)
         self.nodes, self.signal, self.rows, self.threshold = nodes, signal, rows, threshold
-        self.fp = np.empty((len(nodes), width), dtype=np.uint8)  # untouched rows cost no memory
+        self.fp = np.empty((len(nodes), width), dtype=np.uint8)  # filled chunk by chunk (load): pages come as used
         self.seg = np.empty(len(nodes), dtype=np.uint64) if signal == "output" else None
         self.need = next((k for k in range(width + 1) if k / width >= threshold), width + 1) if threshold is not None else 0
         self.lo, self.sigs = 0, None  # the current chunk's full signatures (load)
