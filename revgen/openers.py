@@ -7,9 +7,9 @@ real instructions are requests ("List ...", "Summarize ...", "Classify ...", "Gi
 decoding is forced to begin with an opener drawn (seeded, without replacement, weighted by the seed
 counts) from that list; the free candidates stay. Which candidate fits its passage is curation's
 job (``score: {scorers: [pmi], best_of_candidates: true, ...}``): a type is never forced onto a
-passage that does not fit it. ``--opener-kinds requests`` draws only openers that begin requests;
-``both`` draws half of each segment's openers among requests and half among questions (the extra
-one a request), so every passage has candidates of both kinds to be chosen from.
+passage that does not fit it. ``--opener-kinds both`` (the default) draws half of each segment's
+openers among requests and half among questions (the extra one a request), so every passage has
+candidates of both kinds to be chosen from; ``requests`` draws only openers that begin requests.
 """
 
 from __future__ import annotations

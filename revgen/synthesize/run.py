@@ -33,6 +33,8 @@ REPLACED = ".replaced"  # an --overwrite'n run waits here until the new run comp
 
 def resume_hash(cfg: SynthConfig) -> str:
     values = {k: v for k, v in cfgmod.to_dict(cfg).items() if k not in RESUMABLE}
+    if not values.get("openers"):  # no openers drawn: their kind changes nothing (and runs from before
+        values["opener_kinds"] = "any"  # "both" became the default still resume)
     return cfgmod.config_hash(values)
 
 

@@ -140,3 +140,14 @@ def test_bad_arguments_fail_clearly(trained_adapter, tmp_path):
     res = CliRunner().invoke(cli, ["synthesize", str(tmp_path / "missing.jsonl"), "--adapter", str(trained_adapter[0]),
                                    "-o", str(tmp_path / "o2"), "--backend", "transformers"])
     assert res.exit_code == 1 and "is not a file, a folder or a Hub dataset id" in res.output
+
+
+def test_opener_kinds_only_count_toward_resume_when_openers_are_drawn():
+    from revgen.synthesize.run import SynthConfig, resume_hash
+
+    def h(**kw):
+        return resume_hash(SynthConfig(corpus="c.jsonl", adapter="a", output_dir="o", **kw))
+
+    assert h() == h(opener_kinds="any") == h(opener_kinds="requests")  # no openers: a run from before "both" resumes
+    assert h(openers=3) != h(openers=3, opener_kinds="any") != h(openers=3, opener_kinds="requests")
+    assert h(openers=3) != h()
