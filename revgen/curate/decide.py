@@ -51,8 +51,9 @@ class DecideStage:
             chunk = nodes[lo : lo + CHUNK]
             views = []
             for signal, g in groups.items():
-                views.append((signal, kept[signal], *g.view(chunk)))
-                kept[signal].load(*np.searchsorted(g.nodes, [chunk[0], chunk[-1] + 1]).tolist())
+                at, present, starts, gids = g.view(chunk)
+                kept[signal].load(at[0], at[-1] + present[-1])  # the chunk's nodes of this signal: one run of rows
+                views.append((signal, kept[signal], at, present, starts, gids))
             for j, node in enumerate(chunk.tolist()):
                 for signal, keeper, at, present, starts, gids in views:
                     if not present[j]:
