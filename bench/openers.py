@@ -102,6 +102,8 @@ def main():
         kinds = "requests" if "requests" in name else "both" if "both" in name else "any"
         mix = "seed" if name.endswith("-mix") else None
         synth = {"any": "openers", "requests": "openers-requests", "both": "openers-both"}[kinds]
+        if args.openers != 3 and name.startswith("openers"):  # another count: its own synthesis and curation
+            synth, name = f"{synth}-o{args.openers}", f"{name}-o{args.openers}"
         if name == "free":
             cur = run_variant(args, U, out, adapter, name, 1, 0, False)
         elif name == "free-best":

@@ -210,6 +210,8 @@ def main():
     ap.add_argument("--select-by", default="cycle", choices=["cycle", "pmi"])
     ap.add_argument("--opener-kinds", default="any", choices=["any", "requests", "both"],
                     help="S+openers-cur, S+mix-cur: the openers' kinds (synthesize --opener-kinds)")
+    ap.add_argument("--openers", type=int, default=3, help="S+openers-cur, S+mix-cur: opener-forced candidates "
+                    "beside the free one (synthesize --openers)")
     args = ap.parse_args()
     args.layers = args.layers or None
 
@@ -244,14 +246,14 @@ def main():
     if "S+best-cur" in variants:
         sets["best"] = synth_set(args, U, out, "best", back, score=pmi, candidates=4)
     kinds = args.opener_kinds
-    synth_openers = "openers" if kinds == "any" else f"openers-{kinds}"
+    tag = ("" if kinds == "any" else f"-{kinds}") + ("" if args.openers == 3 else f"-o{args.openers}")
+    synth_openers = f"openers{tag}"
     if "S+openers-cur" in variants:
-        sets["openers"] = synth_set(args, U, out, synth_openers, back, score=pmi, candidates=1, openers=3,
+        sets["openers"] = synth_set(args, U, out, synth_openers, back, score=pmi, candidates=1, openers=args.openers,
                                     opener_kinds=kinds)  # fmt: skip
     if "S+mix-cur" in variants:  # the same synthesis as S+openers-cur (resumed if done), curated toward the seed's mix
         sets["mix"] = synth_set(args, U, out, synth_openers, back, score={**pmi, "target_mix": "seed"}, candidates=1,
-                                openers=3, cur_name=f"mix-{kinds}" if kinds != "any" else "mix",
-                                opener_kinds=kinds)  # fmt: skip
+                                openers=args.openers, cur_name=f"mix{tag}", opener_kinds=kinds)  # fmt: skip
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
     if "S+syn-rw" in variants:
