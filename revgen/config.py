@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from pathlib import Path
 
@@ -89,6 +90,29 @@ def parse_overrides(pairs: typing.Iterable[str]) -> dict:
         value = yaml.safe_load(raw) if raw else ""
         node[leaf] = NULL if value is None else value
     return out
+
+
+def parse_weights(spec: str | dict, key: str, expected: str) -> dict[str, float]:
+    """``"a=3,b=1"`` or a mapping -> ``{name: weight}``: non-negative numbers with a positive sum, or
+    one UserError naming ``key``, what was ``expected`` and the offending part."""
+    if isinstance(spec, dict):
+        weights = dict(spec)
+    else:
+        weights = {}
+        for part in str(spec).split(","):
+            name, eq, value = part.partition("=")
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = None
+            if not eq or not name.strip() or weight is None:
+                raise UserError(f"{key}: expected {expected}; got {part.strip()!r}")
+            weights[name.strip()] = weight
+    bad = {n: w for n, w in weights.items()
+           if not str(n).strip() or isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf}  # fmt: skip
+    if bad or sum(weights.values()) <= 0:
+        raise UserError(f"{key}: weights must be non-negative numbers with a positive sum, got {bad or weights}")
+    return weights
 
 
 def merge(base: dict, update: dict) -> dict:

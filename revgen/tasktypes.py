@@ -12,7 +12,6 @@ adapter in ``task-types.json``.
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from pathlib import Path
@@ -72,23 +71,12 @@ def parse_mix(spec: str | dict | None, counts: dict | None, adapter: str) -> dic
         return None
     if counts is None:
         raise UserError(f"task_mix {spec!r} needs a backward model trained with task_types: true; {adapter} has no {FILE}")
-    if spec == "seed":
-        weights = dict(counts)
-    elif isinstance(spec, dict):
-        weights = dict(spec)
-    else:
-        weights = {}
-        for part in str(spec).split(","):
-            name, _, value = part.partition("=")
-            try:
-                weights[name.strip()] = float(value)
-            except ValueError:  # no "=" or not a number
-                raise UserError(f"task_mix: expected auto, seed or TYPE=WEIGHT,TYPE=WEIGHT; got {part.strip()!r}") from None
+    from revgen.config import parse_weights
+
+    weights = dict(counts) if spec == "seed" else parse_weights(spec, "task_mix", "auto, seed or TYPE=WEIGHT,TYPE=WEIGHT")
     unknown = sorted(set(weights) - set(counts))
     if unknown:
         raise UserError(f"task_mix: {unknown} not among the adapter's task types {sorted(counts)}")
-    if any(not isinstance(w, (int, float)) or not 0 <= w < math.inf for w in weights.values()) or sum(weights.values()) <= 0:
-        raise UserError(f"task_mix: weights must be non-negative numbers with a positive sum, got {weights}")
     total = sum(weights.values())
     return {k: w / total for k, w in sorted(weights.items()) if w > 0}
 

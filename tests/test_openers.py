@@ -84,6 +84,24 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
         curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "bad"), report=False,
                             score=ScoreSettings(scorers=["pmi"], select={"score": "pmi"}, target_mix="seed")))  # fmt: skip
 
+    # a mix of the user's own, met from the same candidates: only the request openers drawn here
+    reqs = sorted({r["meta"]["opener"] for r in rows if r["meta"]["opener"] and not openers.opens_question(r["meta"]["opener"].lower())})
+    spec = ",".join(f"{w}=1" for w in reqs)
+    own = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "own"), report=False,
+                              score=ScoreSettings(scorers=["pmi"], best_of_candidates=True, select={"score": "pmi"},
+                                                  target_mix=spec, fit_margin=100.0)))  # fmt: skip
+    moved = own["scores"]["target_mix"]
+    assert moved["target"] == spec and moved["switched"] > 0
+    assert moved["tv_leading_word_to_target_after"] < moved["tv_leading_word_to_target_before"]
+    instructions = lambda d: [json.loads(x)["instruction"] for x in (tmp_path / d / "dataset.jsonl").read_text().splitlines()]  # noqa: E731
+    requests = lambda texts: sum(t.split()[0] in reqs for t in texts if t.split())  # noqa: E731
+    assert len(instructions("own")) == len(kept) and requests(instructions("own")) > requests(instructions("cur"))
+    with pytest.raises(UserError, match=r"score.target_mix: expected seed or WORD=WEIGHT.*'List'"):
+        curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "bad2"), report=False,
+                            score=ScoreSettings(scorers=["pmi"], best_of_candidates=True, select={"score": "pmi"},
+                                                target_mix="List")))  # fmt: skip
+    assert not (tmp_path / "bad2" / "dataset.jsonl").exists()  # refused before any model loads or file is written
+
 
 def test_target_mix_switches_only_to_candidates_that_fit_cheapest_first():
     from revgen.curate.target_mix import choose, target_from_openers
@@ -100,6 +118,18 @@ def test_target_mix_switches_only_to_candidates_that_fit_cheapest_first():
     assert choose(groups, values, texts, target, margin=0.15)[0] == [1, 2, 4, 6]  # only the first fits
     assert choose(groups, values, texts, {"what": 1.0}, margin=5)[0] == [0, 2, 4, 6]  # already on target
     assert choose([[0, 1]], [None, None], ["a", "b"], target, 1.0)[0] == [None]
+
+
+def test_a_target_mix_of_the_users_own_first_words():
+    from revgen.curate.target_mix import target_from_spec
+
+    assert target_from_spec("List=3, What=1,what=4 ,Give=2") == {"list": 0.3, "what": 0.5, "give": 0.2}
+    assert target_from_spec({"Summarize": 1, "Name": 0}) == {"summarize": 1.0, "name": 0.0}
+    for bad, match in (("List", "expected seed or WORD=WEIGHT.*'List'"), ("List=x", "'List=x'"), ("=2", "'=2'"),
+                       ("List=-1", "non-negative"), ("List=0,What=0", "positive sum"), ("List=nan", "non-negative"),
+                       ({"List": "3"}, "non-negative"), ({"List": True}, "non-negative")):  # fmt: skip
+        with pytest.raises(UserError, match=match):
+            target_from_spec(bad)
 
 
 def test_openers_need_an_adapter_that_learned_them(trained_adapter, tmp_path, dolly_rows):

@@ -102,7 +102,7 @@ class ScoreSettings:
     batch_size: int = 8
     select: dict | None = None  # {score, threshold | top_k | top_fraction}; none: score only
     best_of_candidates: bool = False  # per segment, keep only the best-scoring of its --num-candidates
-    target_mix: str | None = None  # best_of_candidates: "seed": toward the seed's first words (curate/target_mix.py)
+    target_mix: str | dict | None = None  # best_of_candidates: toward "seed"'s first words or "List=3,What=5" (target_mix.py)
     fit_margin: float = 0.5  # target_mix: a segment may keep a candidate scoring >= its best - this
     rubric_backend: str = "transformers"  # the rubric judge: transformers | vllm | openai (a server's chat endpoint)
     served_model: str | None = None  # rubric_backend openai: the model name the server serves (the judge)
@@ -383,10 +383,10 @@ def _target_mix(cfg: CurateConfig) -> dict:
     sc = cfg.score
     if not sc.best_of_candidates:
         raise UserError("score.target_mix chooses among a segment's candidates: it needs score.best_of_candidates: true")
-    if sc.target_mix != "seed":
-        raise UserError(f"score.target_mix: expected seed (the backward model's openers.json), got {sc.target_mix!r}")
     if not isinstance(sc.fit_margin, (int, float)) or sc.fit_margin < 0:
         raise UserError(f"score.fit_margin: expected a number >= 0, got {sc.fit_margin!r}")
+    if sc.target_mix != "seed":
+        return target_mix.target_from_spec(sc.target_mix)
     counts = _seed_openers(cfg.input)
     if not counts:
         raise UserError(f"score.target_mix: seed needs the backward model's openers.json (written by revgen train); "

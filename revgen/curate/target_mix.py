@@ -1,4 +1,4 @@
-"""Best-of-N toward a target mix of leading words (``score.target_mix: seed``), under a fit floor.
+"""Best-of-N toward a target mix of leading words (``score.target_mix``), under a fit floor.
 
 Plain best-of-N keeps each segment's best candidate by fit (pmi). A backward model's best is still
 "What ...?" for most passages, so the kept set asks questions where real data would list, name or
@@ -7,6 +7,9 @@ of its candidates instead, but only one that fits nearly as well as its best (sc
 ``fit_margin``), and only when the switch brings the kept set's leading-word mix closer to the
 target (total variation). Switches are taken cheapest first (smallest loss of fit), each segment
 at most once: a passage is never given a kind of instruction that does not fit it.
+
+The target is ``seed`` (the backward model's openers.json) or the user's own mix of first words,
+``"List=3,Give=2,What=5"`` or the same as a mapping (weights, normalised; case does not matter).
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ def target_from_openers(counts: dict) -> dict[str, float]:
         merged[key] = merged.get(key, 0) + n
     total = sum(merged.values()) or 1
     return {w: n / total for w, n in merged.items()}
+
+
+def target_from_spec(spec: str | dict) -> dict[str, float]:
+    """A user's mix, ``"WORD=WEIGHT,WORD=WEIGHT"`` or a mapping, as shares of lowercase first words."""
+    from revgen.config import parse_weights
+
+    return target_from_openers(parse_weights(spec, "score.target_mix", "seed or WORD=WEIGHT,WORD=WEIGHT (e.g. List=3,What=5)"))
 
 
 def choose(groups: list[list[int]], values: list, instructions: list[str], target: dict[str, float],
