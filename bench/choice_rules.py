@@ -24,7 +24,7 @@ import statistics as st
 from pathlib import Path
 
 from harness import parser, write_json
-from value import split
+from openers import splits
 
 
 def candidates(synth: Path, cur: Path, real: dict) -> dict[str, list[dict]]:
@@ -59,10 +59,7 @@ def main():
     ap.add_argument("--backward", type=Path, required=True, help="the adapter (its openers.json: the seed's mix)")
     ap.add_argument("--output", default=None, help="JSON of the table (default CURATED/choice_rules.json)")
     args = ap.parse_args()
-    rows = load_pairs()
-    S, U, H = split(rows, (60, 120, 64), 1234)
-    used = {id(r) for r in S + U + H}
-    real = {r["response"].strip(): r["instruction"] for r in rows if id(r) not in used}
+    real = {r["response"].strip(): r["instruction"] for r in splits(load_pairs())[2]}
     segs = candidates(args.synth, args.curated, real)
     keys = sorted(segs)
     base, _, tmpl = resolve_system("smollm2-135m", "auto")

@@ -36,6 +36,13 @@ from harness import markdown_table, parser, write_json
 from value import backward, split, write_jsonl
 
 
+def splits(rows: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """``(S, U, T)``: the value bench's seed and held-out response splits, and T, the rows in none of its splits."""
+    S, U, H = split(rows, (60, 120, 64), 1234)
+    used = {id(r) for r in S + U + H}
+    return S, U, [r for r in rows if id(r) not in used]
+
+
 def run_variant(args, U, out: Path, adapter: Path, name: str, candidates: int, n_openers: int, choose: bool,
                 kinds: str = "any", synth_name: str | None = None, target_mix: str | None = None):
     from revgen.curate.curation import CurateConfig, GopherSettings, ScoreSettings, curate
@@ -89,11 +96,9 @@ def main():
         "smollm2-135m", 160, "auto", 30, 4, 3e-4)  # bench/value.py's defaults
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = load_pairs()
-    S, U, H = split(rows, (60, 120, 64), 1234)
+    S, U, T = splits(load_pairs())
     if args.split == "T":
-        used = {id(r) for r in S + U + H}
-        U = [r for r in rows if id(r) not in used]
+        U = T
         out = out / "T"
         out.mkdir(exist_ok=True)
     adapter = backward(args, S, out.parent if args.split == "T" else out, "backward")

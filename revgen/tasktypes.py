@@ -16,6 +16,7 @@ import random
 import re
 from pathlib import Path
 
+from revgen.config import parse_weights
 from revgen.errors import UserError
 from revgen.io import read_counts, write_counts
 
@@ -71,8 +72,6 @@ def parse_mix(spec: str | dict | None, counts: dict | None, adapter: str) -> dic
         return None
     if counts is None:
         raise UserError(f"task_mix {spec!r} needs a backward model trained with task_types: true; {adapter} has no {FILE}")
-    from revgen.config import parse_weights
-
     weights = dict(counts) if spec == "seed" else parse_weights(spec, "task_mix", "auto, seed or TYPE=WEIGHT,TYPE=WEIGHT")
     unknown = sorted(set(weights) - set(counts))
     if unknown:

@@ -14,6 +14,7 @@ The target is ``seed`` (the backward model's openers.json) or the user's own mix
 
 from __future__ import annotations
 
+from revgen.config import parse_weights
 from revgen.evaluate.mix import leading_word, total_variation
 
 
@@ -29,8 +30,6 @@ def target_from_openers(counts: dict) -> dict[str, float]:
 
 def target_from_spec(spec: str | dict) -> dict[str, float]:
     """A user's mix, ``"WORD=WEIGHT,WORD=WEIGHT"`` or a mapping, as shares of lowercase first words."""
-    from revgen.config import parse_weights
-
     return target_from_openers(parse_weights(spec, "score.target_mix", "seed or WORD=WEIGHT,WORD=WEIGHT (e.g. List=3,What=5)"))
 
 
