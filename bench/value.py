@@ -39,6 +39,9 @@ VARIANTS = ("S", "S+syn", "S+syn-cur", "S+real", "S+real-kept")
 EXTRA = ("S+syn-cycle", "S+syn-rw", "S+typed-cur", "S+typed-mix-cur", "S+best-cur", "S+openers-cur", "S+mix-cur")
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
+# any variant + "-tag" (e.g. S+mix-cur-tag, S+real-tag): the same data with Humpback's system-prompt tags,
+# S's rows tagged seed and the rest augmented; scored on H with the seed tag. With S-tag and S+real-tag
+# run too, a tagged variant's value recovered and instruction use are against those (the prompts differ)
 
 
 def write_jsonl(path: Path, rows) -> str:
@@ -228,35 +231,36 @@ def main():
     H_path = write_jsonl(out / "H.jsonl", map(alpaca, H))
     t0 = time.time()
     variants = list(args.variants) + (list(EXTRA) if args.all else [])
+    wanted = set(variants) | {v.removesuffix("-tag") for v in variants}
     back = backward(args, S, out, "backward")
     syn, cur, counts = synth_set(args, U, out, "plain", back)
     sets = {"plain": (syn, cur, counts)}
     extra: dict = {}
-    if "S+syn-cycle" in variants:
+    if "S+syn-cycle" in wanted:
         score = {"scorers": ["cycle"], "select": {"score": "cycle", "top_fraction": args.cycle_fraction}}
         sets["cycle"] = synth_set(args, U, out, "plain", back, score=score, cur_name="cycle")  # same synthesis, scored curation
-    if {"S+typed-cur", "S+typed-mix-cur"} & set(variants):
+    if {"S+typed-cur", "S+typed-mix-cur"} & wanted:
         typed = backward(args, S, out, "backward-typed", typed=True)
         sets["typed"] = synth_set(args, U, out, "typed", typed)
-        if "S+typed-mix-cur" in variants:
+        if "S+typed-mix-cur" in wanted:
             sets["typed-mix"] = synth_set(args, U, out, "typed-mix", typed, task_mix="seed")
         if args.best_of > 1:
             extra["eval_backward_typed"] = eval_backward(args, out, typed, H, "typed")
     pmi = {"scorers": ["pmi"], "backward": str(back), "best_of_candidates": True, "select": {"score": "pmi"}}
-    if "S+best-cur" in variants:
+    if "S+best-cur" in wanted:
         sets["best"] = synth_set(args, U, out, "best", back, score=pmi, candidates=4)
     kinds = args.opener_kinds
     tag = ("" if kinds == "any" else f"-{kinds}") + ("" if args.openers == 3 else f"-o{args.openers}")
     synth_openers = f"openers{tag}"
-    if "S+openers-cur" in variants:
+    if "S+openers-cur" in wanted:
         sets["openers"] = synth_set(args, U, out, synth_openers, back, score=pmi, candidates=1, openers=args.openers,
                                     opener_kinds=kinds)  # fmt: skip
-    if "S+mix-cur" in variants:  # the same synthesis as S+openers-cur (resumed if done), curated toward the seed's mix
+    if "S+mix-cur" in wanted:  # the same synthesis as S+openers-cur (resumed if done), curated toward the seed's mix
         sets["mix"] = synth_set(args, U, out, synth_openers, back, score={**pmi, "target_mix": "seed"}, candidates=1,
                                 openers=args.openers, cur_name=f"mix{tag}", opener_kinds=kinds)  # fmt: skip
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
-    if "S+syn-rw" in variants:
+    if "S+syn-rw" in wanted:
         rw_rows, extra["rewrite"] = rewritten(args, U, out, cur, "syn-cur")
     stage_s = {"backward+synthesize+curate": round(time.time() - t0, 1)}
     kept_u = {r["u"] for r in cur}
@@ -268,11 +272,14 @@ def main():
                       ("best", "S+best-cur"), ("openers", "S+openers-cur"), ("mix", "S+mix-cur")):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
-    if "S+syn-rw" in variants:
+    if "S+syn-rw" in wanted:
         files["S+syn-rw"] = [write_jsonl(out / "syn-rw.jsonl", rw_rows)]
     for name in files:
         if name != "S":
             files[name] = files["S"] + files[name]
+    for name in [v for v in variants if v.endswith("-tag")]:
+        base = files[name.removesuffix("-tag")]
+        files[name] = [{"source": f, "tag": "seed" if f == files["S"][0] else "augmented"} for f in base]
     runs = {"base": forward_runs(args, "base", [], H_path, out)}
     for name in variants:
         t0 = time.time()
@@ -294,15 +301,22 @@ def main():
               "vs_S": {k: compare(runs["S"], v) for k, v in runs.items() if k != "S" and "S" in runs},
               "vs_syn_cur": {k: compare(runs["S+syn-cur"], runs[k]) for k in runs
                              if k in EXTRA and "S+syn-cur" in runs},
+              "vs_untagged": {k: compare(runs[k.removesuffix("-tag")], runs[k]) for k in runs
+                              if k.endswith("-tag") and k.removesuffix("-tag") in runs},
               "mix": mix_of(syn), "mix_curated": mix_of(cur),
               "mix_sets": {k: {"all": mix_of(v[0]), "curated": mix_of(v[1])} for k, v in sets.items()}, **extra}  # fmt: skip
     if {"S", "S+real"} <= set(runs):
         tokens = [float(r["tokens"]) for r in runs["S"][0]]
         nll_sum = {k: [[r["nll_sum"] for r in run] for run in v] for k, v in runs.items()}
-        report["value_recovered"] = {k: ratio_ci(nll_sum["S"], nll_sum[k], nll_sum["S+real"], tokens)
-                                     for k in runs if k not in ("base", "S", "S+real")}  # fmt: skip
         use = {k: runs_mean([[r["instruction_use"] for r in run] for run in v]) for k, v in runs.items()}
-        report["instruction_use_vs_real"] = {k: round(use[k] / use["S+real"], 3) for k in use if use["S+real"]}
+
+        def refs(k):  # a tagged variant is measured against the tagged S and S+real when they ran (same prompts)
+            tagged = k.endswith("-tag") and {"S-tag", "S+real-tag"} <= set(runs)
+            return ("S-tag", "S+real-tag") if tagged else ("S", "S+real")
+
+        report["value_recovered"] = {k: ratio_ci(nll_sum[refs(k)[0]], nll_sum[k], nll_sum[refs(k)[1]], tokens)
+                                     for k in runs if k not in ("base", *refs(k))}  # fmt: skip
+        report["instruction_use_vs_real"] = {k: round(use[k] / use[refs(k)[1]], 3) for k in use if use[refs(k)[1]]}
     report["wall_time_s"] = round(time.time() - START, 1)
     report["stage_s"] = stage_s
     write_json(out / "value.json", report)
@@ -327,6 +341,9 @@ def markdown(rep: dict) -> str:
     lines.append(f"\ninstruction use / S+real: {rep.get('instruction_use_vs_real')}")
     for k, v in rep.get("vs_syn_cur", {}).items():
         lines.append(f"{k} - S+syn-cur, NLL token-weighted (paired): {_f(v['nll_token_weighted'])}")
+    for k, v in rep.get("vs_untagged", {}).items():
+        lines.append(f"{k} - untagged (paired): NLL token-weighted {_f(v['nll_token_weighted'])}, "
+                     f"instruction use {_f(v['instruction_use'])}")  # fmt: skip
     for name, both in rep.get("mix_sets", {"plain": {"all": rep["mix"]}}).items():
         for which, m in both.items():
             lines.append(f"mix {name}/{which}: questions {m['synthetic']['kind'].get('question', 0):.3f} vs real "

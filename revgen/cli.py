@@ -71,6 +71,9 @@ def env(as_json: bool) -> None:
               help="'dolly-sample' (bundled), a .jsonl/.json/.parquet file, a curate dir or a Hub id (repeatable).")
 @click.option("--data-cap", "data_caps", multiple=True, type=click.IntRange(min=1),
               help="Rows to take from the --data at the same position (repeatable).")
+@click.option("--data-tag", "data_tags", multiple=True,
+              help="Forward: the system-prompt tag of the --data at the same position: seed, augmented or its own text "
+                   "(Humpback's tagging; the first --data's tag is read at inference).")
 @click.option("-o", "--output-dir", help="Where the adapter and run.json go.")
 @click.option("--context", type=click.Choice(["ignore", "append", "drop"]), help="Dolly context handling.")
 @click.option("--category", "categories", multiple=True, help="Keep only this Dolly category (repeatable).")
@@ -87,17 +90,21 @@ def env(as_json: bool) -> None:
 @click.option("--threads", type=int, help="torch CPU threads.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace a trained model already in the output dir.")
 @set_opt
-def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, **flags) -> None:
+def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, data_tags, **flags) -> None:
     """Fine-tune the backward model (response -> instruction), or a forward model, with trl + LoRA/QLoRA."""
     from revgen.train.trainer import TrainConfig
     from revgen.train.trainer import train as run
 
-    if len(data_caps) > len(data):
-        raise click.UsageError("--data-cap needs a --data at the same position")
+    for name, given in (("--data-cap", data_caps), ("--data-tag", data_tags)):
+        if len(given) > len(data):
+            raise click.UsageError(f"{name} needs a --data at the same position")
     if data:
         caps = list(data_caps) + [None] * (len(data) - len(data_caps))
-        flags["data"] = data[0] if len(data) == 1 and caps[0] is None else [
-            {"source": d, "max_rows": c} if c else d for d, c in zip(data, caps)]  # fmt: skip
+        tags = list(data_tags) + [None] * (len(data) - len(data_tags))
+        specs = [{"source": d, **({"max_rows": c} if c else {}), **({"tag": t} if t else {})}
+                 for d, c, t in zip(data, caps, tags)]  # fmt: skip
+        specs = [s if len(s) > 1 else s["source"] for s in specs]
+        flags["data"] = specs[0] if specs == [data[0]] else specs
     overrides = cfgmod.merge(flags, cfgmod.parse_overrides(sets))
     section = "forward" if flags.get("task") == "forward" else "train"
     if section == "forward":
@@ -256,8 +263,10 @@ def push(path, repo_id, private, license_, languages) -> None:
 @click.option("--no-base", "no_base", is_flag=True, help="Skip the base-model comparison.")
 @click.option("--num-candidates", type=int, help="Backward: also report best-of-N (N sampled, the best by --select-by).")
 @click.option("--select-by", type=click.Choice(["cycle", "pmi"]), help="Best-of-N score (default cycle).")
+@click.option("--tag", help="--task forward: the system-prompt tag the models read (seed, augmented or its text; "
+                            "default: the one a tagged model was trained to read).")
 @set_opt
-def eval_cmd(recipe, sets, no_base, task, model_dir, against, **flags) -> None:
+def eval_cmd(recipe, sets, no_base, task, model_dir, against, tag, **flags) -> None:
     """Backward: generated vs gold instructions, adapter vs base. Forward: NLL, instruction use and
     ROUGE-L of a forward model on held-out pairs, optionally paired against a second model."""
     if task == "forward":
@@ -266,11 +275,11 @@ def eval_cmd(recipe, sets, no_base, task, model_dir, against, **flags) -> None:
         if flags.get("adapter") or flags.get("backend") or no_base or flags.get("num_candidates") or flags.get("select_by"):
             raise click.UsageError("--adapter, --backend, --no-base, --num-candidates and --select-by are for --task backward")
         flags = {k: flags[k] for k in ("data", "output_dir", "max_rows", "max_new_tokens")}
-        overrides = cfgmod.merge({**flags, "model_dir": model_dir, "against": against}, cfgmod.parse_overrides(sets))
+        overrides = cfgmod.merge({**flags, "model_dir": model_dir, "against": against, "tag": tag}, cfgmod.parse_overrides(sets))
         click.echo(table(evaluate_forward(cfgmod.load(ForwardEvalConfig, "eval_forward", recipe, overrides))))
         return
-    if model_dir or against:
-        raise click.UsageError("--model-dir and --against are for --task forward")
+    if model_dir or against or tag:
+        raise click.UsageError("--model-dir, --against and --tag are for --task forward")
     from revgen.evaluate.backward import EvalConfig, evaluate, table
 
     if flags.get("adapter") and not flags.get("data"):

@@ -7,6 +7,7 @@ before ``{instruction}`` is the prompt (what the model reads), the instruction i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,12 +96,19 @@ class ForwardTemplate:
     """Renders (instruction, input) -> the prompt a forward model reads; the response is the completion.
 
     ``name`` is ``alpaca`` (default), ``chat`` (the model's own chat template, needs the tokenizer) or
-    ``custom`` (``text`` holds ``{instruction}`` once, optionally ``{input}``, and ends with ``{response}``).
+    ``custom`` (``text`` holds ``{instruction}`` once, optionally ``{input}`` and ``{tag}``, and ends
+    with ``{response}``).
+
+    ``tag`` is Humpback's system-prompt tag (Li et al. 2023): a line that tells the model which kind of
+    data a pair came from. Training renders each row with its source's tag; ``tag`` here is the one a
+    trained model reads at inference (the seed data's). Chat templates get it as the system message,
+    text templates at ``{tag}`` or, without one, as the first line.
     """
 
     name: str = "alpaca"
     text: str = ALPACA
     text_with_input: str = ALPACA_INPUT
+    tag: str = ""
 
     def __post_init__(self):
         if self.name == "chat":
@@ -109,28 +117,34 @@ class ForwardTemplate:
             if t.count("{instruction}") != 1 or not t.endswith("{response}") or t.count("{response}") != 1:
                 raise UserError("a forward template must contain {instruction} once and end with {response}")
 
-    def prompt(self, instruction: str, input: str = "", tokenizer=None) -> str:
+    def prompt(self, instruction: str, input: str = "", tokenizer=None, tag: str | None = None) -> str:
+        """The prompt for one row; ``tag`` None reads the template's own (inference) tag, "" none."""
+        tag = self.tag if tag is None else tag
         if self.name == "chat":
             if tokenizer is None or not getattr(tokenizer, "chat_template", None):
                 raise UserError("forward template 'chat' needs a tokenizer with a chat template")
             content = f"{instruction}\n\n{input}" if input else instruction
-            return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+            system = [{"role": "system", "content": tag}] if tag else []
+            return tokenizer.apply_chat_template(system + [{"role": "user", "content": content}], tokenize=False,
                                                  add_generation_prompt=True)  # fmt: skip
         text = self.text_with_input if input and "{input}" in self.text_with_input else self.text
         if input and "{input}" not in text:
             instruction = f"{instruction}\n\n{input}"
-        return text[: -len("{response}")].replace("{instruction}", instruction).replace("{input}", input)
+        if "{tag}" not in text and tag:
+            text = tag + "\n\n" + text
+        values = {"instruction": instruction, "input": input, "tag": tag}  # one pass: braces in user text stay
+        return re.sub(r"\{(instruction|input|tag)\}", lambda m: values[m.group(1)], text[: -len("{response}")])
 
-    def pair(self, instruction: str, input: str, response: str, tokenizer=None) -> dict:
+    def pair(self, instruction: str, input: str, response: str, tokenizer=None, tag: str | None = None) -> dict:
         """A trl prompt-completion record: loss falls on the response (and trl's EOS) only."""
-        return {"prompt": self.prompt(instruction, input, tokenizer), "completion": response}
+        return {"prompt": self.prompt(instruction, input, tokenizer, tag), "completion": response}
 
     def save(self, directory: str | Path) -> Path:
         import json
 
         path = Path(directory) / FORWARD_TEMPLATE_FILE
-        path.write_text(json.dumps({"name": self.name, "text": self.text, "text_with_input": self.text_with_input},
-                                   indent=2) + "\n", encoding="utf-8")  # fmt: skip
+        path.write_text(json.dumps({"name": self.name, "text": self.text, "text_with_input": self.text_with_input,
+                                    "tag": self.tag}, indent=2) + "\n", encoding="utf-8")  # fmt: skip
         return path
 
 
@@ -148,7 +162,7 @@ def get_forward_template(name_or_path: str = "alpaca") -> ForwardTemplate:
         if not path.is_file():
             raise UserError(f"{path.parent} has no {FORWARD_TEMPLATE_FILE} (not a forward model from `revgen train`)")
         data = json.loads(path.read_text(encoding="utf-8"))
-        return ForwardTemplate(data["name"], data["text"], data["text_with_input"])
+        return ForwardTemplate(data["name"], data["text"], data["text_with_input"], data.get("tag", ""))
     if not path.is_file():
         raise UserError(f"forward template {name_or_path!r} is neither alpaca, chat, a model dir nor a file")
     text = path.read_text(encoding="utf-8")

@@ -53,7 +53,7 @@ def trained_adapter(tmp_path_factory, base_model):
 
 @pytest.fixture(scope="session")
 def trained_forward(tmp_path_factory, base_model, dolly_rows):
-    """A small forward (instruction -> response) run: 16 context-free Dolly pairs, 4 held out."""
+    """A small forward (instruction -> response) run: 16 context-free Dolly pairs in two tagged sources, 4 held out."""
     import json
 
     from revgen.train.trainer import LoraSettings, TrainConfig, train
@@ -61,9 +61,11 @@ def trained_forward(tmp_path_factory, base_model, dolly_rows):
     out = tmp_path_factory.mktemp("forward")
     rows = [{"instruction": r["instruction"], "output": r["response"], "category": r["category"]}
             for r in dolly_rows if not r["context"] and len(r["response"]) < 300][:16]
-    data = out.parent / "forward-data.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = TrainConfig(task="forward", model=base_model, data=str(data), output_dir=str(out), max_length=160,
+    seed, web = out.parent / "forward-seed.jsonl", out.parent / "forward-web.jsonl"  # Humpback's two tags
+    seed.write_text("".join(json.dumps(r) + "\n" for r in rows[:8]))
+    web.write_text("".join(json.dumps(r) + "\n" for r in rows[8:]))
+    data = [{"source": str(seed), "tag": "seed"}, {"source": str(web), "tag": "augmented"}]
+    cfg = TrainConfig(task="forward", model=base_model, data=data, output_dir=str(out), max_length=160,
                       eval_holdout=4, lora=LoraSettings(r=8, alpha=16, target_modules="all-linear"),
                       trainer={"max_steps": 8, "learning_rate": 1e-3, "per_device_train_batch_size": 4})
     info = train(cfg)

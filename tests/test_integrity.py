@@ -76,6 +76,12 @@ CASES = [
     # issue #26's classes: silent wrongs and tracebacks turned into one clear error
     (["train", "--set", "trainer.per_device_train_batch_size=0"], r"trainer.per_device_train_batch_size must be an integer >= 1"),
     (["train", "--task", "forward", "--data", "{tmp}/recs.jsonl", "--data-cap", "0"], r"--data-cap.*0 is not in the range x>=1"),
+    (["train", "--task", "forward", "--data", "{tmp}/recs.jsonl", "--data-tag", "seed", "--data-tag", "augmented"],
+     r"--data-tag needs a --data at the same position"),
+    (["train", "--data", "{tmp}/recs.jsonl", "--data-tag", "seed"], r"data tags and inference_tag are for forward training"),
+    (["train", "--task", "forward", "--data", "{tmp}/recs.jsonl", "--data-tag", "seed", "--set", "inference_tag=augmented"],
+     r"inference_tag 'augmented' is none of the data's tags"),
+    (["eval", "--adapter", "{adapter}", "--tag", "seed"], r"--model-dir, --against and --tag are for --task forward"),
     (["synthesize", "{corpus}", "--adapter", "{adapter}", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
       "--concurrency", "0"], r"concurrency must be an integer >= 1"),
     (["synthesize", "{corpus}", "--adapter", "{adapter}", "--set", "dtype=fp8", "-o", "{out}"], r"dtype must be one of auto"),

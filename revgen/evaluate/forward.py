@@ -29,6 +29,7 @@ class ForwardEvalConfig:
     against: str | None = None  # a second model, compared pairwise on the same rows
     data: str = ""  # held-out pairs in any forward format; default MODEL_DIR/heldout.jsonl
     template: str = "auto"  # auto: the adapter dir's forward template, else alpaca; or chat / a file
+    tag: str | None = None  # the system-prompt tag the models read; default the template's (a tagged model's seed tag)
     output_dir: str = "runs/eval-forward"
     max_rows: int | None = None
     generate_rows: int | None = 32  # greedy responses (ROUGE-L, length) for the first N rows; 0: none
@@ -50,10 +51,14 @@ def derangement(n: int, seed: int) -> list[int]:
     return [perm[(perm.index(i) + 1) % n] for i in range(n)]
 
 
-def resolve_system(ref: str, template: str = "auto"):
-    """``(base model, adapter or None, forward template)`` for a forward adapter dir or a plain model."""
+def resolve_system(ref: str, template: str = "auto", tag: str | None = None):
+    """``(base model, adapter or None, forward template)`` for a forward adapter dir or a plain model;
+    ``tag`` (``seed``, ``augmented`` or its text) replaces the template's inference tag."""
+    from dataclasses import replace
+
     from revgen.models import adapter_base_model, resolve_model
     from revgen.prompts import get_forward_template
+    from revgen.train.forward_data import NAMED_TAGS
 
     path = Path(ref)
     if (path / "adapter_config.json").is_file():
@@ -61,8 +66,11 @@ def resolve_system(ref: str, template: str = "auto"):
 
         if template == "auto" and not (path / FORWARD_TEMPLATE_FILE).is_file():
             raise UserError(f"{path} is not a forward model (no {FORWARD_TEMPLATE_FILE}); train one with --task forward")
-        return adapter_base_model(path), str(path), get_forward_template(str(path) if template == "auto" else template)
-    return resolve_model(ref), None, get_forward_template(template)
+        base, adapter = adapter_base_model(path), str(path)
+        tpl = get_forward_template(str(path) if template == "auto" else template)
+    else:
+        base, adapter, tpl = resolve_model(ref), None, get_forward_template(template)
+    return base, adapter, tpl if tag is None else replace(tpl, tag=NAMED_TAGS.get(tag, tag).strip())
 
 
 def score_rows(ref: str, rows: list[dict], cfg: ForwardEvalConfig) -> list[dict]:
@@ -70,7 +78,7 @@ def score_rows(ref: str, rows: list[dict], cfg: ForwardEvalConfig) -> list[dict]
     from revgen.evaluate.backward import rouge_l
     from revgen.lm import Scorer, load_causal_lm
 
-    base, adapter, template = resolve_system(ref, cfg.template)
+    base, adapter, template = resolve_system(ref, cfg.template, cfg.tag)
     model, tok = load_causal_lm(base, adapter, cfg.dtype)
     scorer = Scorer(model, tok, cfg.batch_size, cfg.max_length)
     prompts = [template.prompt(r["instruction"], r["input"], tok) for r in rows]
@@ -147,8 +155,9 @@ def evaluate_forward(cfg: ForwardEvalConfig) -> dict:
     systems = {"A": cfg.model_dir} | ({"B": cfg.against} if cfg.against else {})
     scored = {name: score_rows(ref, rows, cfg) for name, ref in systems.items()}
     info = {"command": "eval", "task": "forward", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg),
-            "data": data, "rows": len(rows), "systems": {k: {"model": systems[k], **summarize([v], cfg.bootstrap, cfg.seed)}
-                                                          for k, v in scored.items()},
+            "data": data, "rows": len(rows),
+            "systems": {k: {"model": systems[k], "tag": resolve_system(systems[k], cfg.template, cfg.tag)[2].tag,
+                            **summarize([v], cfg.bootstrap, cfg.seed)} for k, v in scored.items()},
             "compute": {"generate": dtypes.choice(cfg.dtype), "score": dtypes.choice(cfg.dtype, stage="score")},
             "versions": runinfo.versions()}  # fmt: skip
     if cfg.against:
@@ -175,7 +184,8 @@ def table(info: dict) -> str:
     lines = ["| system | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for name, res in info["systems"].items():
         cells = [_fmt(res["overall"][m]) if m in res["overall"] else "-" for m in metrics]
-        lines.append(f"| {name}: {res['model']} | " + " | ".join(cells) + " |")
+        tag = f" (tag: {res['tag']})" if res.get("tag") else ""
+        lines.append(f"| {name}: {res['model']}{tag} | " + " | ".join(cells) + " |")
     if "difference_B_minus_A" in info:
         d = info["difference_B_minus_A"]
         lines.append("| B - A (paired) | " + " | ".join(_fmt(d[m]) if m in d else "-" for m in metrics) + " |")

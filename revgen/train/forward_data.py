@@ -20,20 +20,31 @@ from revgen.io import iter_jsonl
 SHAPES = "instruction+output (alpaca), instruction+response (dolly), prompt+completion, messages or conversations"
 
 
-def sources(data) -> list[tuple[str, int | None]]:
-    """``data`` (a string, or a list of strings / ``{source, max_rows}``) -> ``[(source, cap)]``."""
+# Humpback's system prompts (Li et al. 2023, "Self-Alignment with Instruction Backtranslation"):
+# seed pairs and augmented pairs are told apart in training, and the seed's is used at inference.
+NAMED_TAGS = {"seed": "Answer in the style of an AI Assistant.", "augmented": "Answer with knowledge from web search."}
+
+
+def sources(data) -> list[tuple[str, int | None, str]]:
+    """``data`` (a string, or a list of strings / ``{source, max_rows, tag}``) -> ``[(source, cap, tag)]``.
+
+    ``tag`` is the system-prompt tag of that source's rows (``seed`` and ``augmented`` name
+    Humpback's two; any other string is the tag itself); "" when untagged.
+    """
     items = data if isinstance(data, list) else [data]
     out = []
     for i, item in enumerate(items):
         if isinstance(item, str) and item:
-            out.append((item, None))
-        elif isinstance(item, dict) and isinstance(item.get("source"), str) and set(item) <= {"source", "max_rows"}:
-            cap = item.get("max_rows")
+            out.append((item, None, ""))
+        elif isinstance(item, dict) and isinstance(item.get("source"), str) and set(item) <= {"source", "max_rows", "tag"}:
+            cap, tag = item.get("max_rows"), item.get("tag")
             if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
                 raise UserError(f"data[{i}].max_rows must be a positive integer or null, got {cap!r}")
-            out.append((item["source"], cap))
+            if tag is not None and (not isinstance(tag, str) or not tag.strip()):
+                raise UserError(f"data[{i}].tag must be seed, augmented or the tag's own text, got {tag!r}")
+            out.append((item["source"], cap, NAMED_TAGS.get(tag, tag).strip() if tag else ""))
         else:
-            raise UserError(f"data[{i}] must be a path / Hub id or a mapping {{source, max_rows}}, got {item!r}")
+            raise UserError(f"data[{i}] must be a path / Hub id or a mapping {{source, max_rows, tag}}, got {item!r}")
     if not out:
         raise UserError("data: no source given")
     return out
@@ -101,13 +112,13 @@ class ForwardStats:
 
 
 def load_forward_rows(data, context: str = "append") -> tuple[list[dict], ForwardStats]:
-    """Rows ``{instruction, input, output, category, source}`` from every source, each capped.
+    """Rows ``{instruction, input, output, category, source, tag}`` from every source, each capped.
 
     ``context``: ``append`` keeps an input/context as the Alpaca input, ``ignore`` drops the input
     and keeps the row, ``drop`` drops rows that have one.
     """
     stats, out = ForwardStats(), []
-    for source, cap in sources(data):
+    for source, cap, tag in sources(data):
         src, rows = _rows(source)
         taken = 0
         for line, row in rows:
@@ -127,7 +138,7 @@ def load_forward_rows(data, context: str = "append") -> tuple[list[dict], Forwar
                 continue
             category = row.get("category") if isinstance(row.get("category"), str) else ""
             out.append({"instruction": instruction, "input": extra if context == "append" else "", "output": output,
-                        "category": category, "source": str(source)})  # fmt: skip
+                        "category": category, "source": str(source), "tag": tag})  # fmt: skip
             taken += 1
         if taken == 0 and stats.rows == 0:
             raise UserError(f"{src}: no rows")
@@ -140,7 +151,7 @@ def build_forward_pairs(rows: list[dict], template, tokenizer, max_length: int |
     """trl prompt-completion pairs; over-long pairs are counted (``truncate``: trl cuts the end) or dropped."""
     pairs, truncated, dropped = [], 0, 0
     for row in rows:
-        pair = template.pair(row["instruction"], row["input"], row["output"], tokenizer)
+        pair = template.pair(row["instruction"], row["input"], row["output"], tokenizer, row.get("tag", ""))
         if max_length is not None and len(tokenizer(pair["prompt"] + pair["completion"])["input_ids"]) + 1 > max_length:
             if overlong == "drop":
                 dropped += 1

@@ -52,8 +52,9 @@ class TrainConfig:
     task: str = "backward"  # backward: response -> instruction; forward: instruction -> response
     model: str = DEFAULT_MODEL  # the embedded default, a local HF folder, or a Hub id
     # bundled Dolly sample, a .jsonl/.json/.parquet file, a curate dir or a Hub id; forward: a list
-    # of them, each a string or {source, max_rows}
+    # of them, each a string or {source, max_rows, tag} (tag: seed | augmented | its own text)
     data: str | list = BUNDLED
+    inference_tag: str | None = None  # forward, tagged data: the tag the model reads at inference (default: data[0]'s)
     output_dir: str = ""  # default: runs/backward or runs/forward
     template: str = "auto"  # auto: seed (backward) / alpaca (forward); a built-in name or a template file
     context: str = "auto"  # Dolly's context: ignore | append | drop; auto: ignore (backward, the seed's), append (forward)
@@ -89,6 +90,11 @@ class TrainConfig:
         validate_trainer_keys(self.trainer)
         if self.task_types and self.task != "backward":
             raise UserError("task_types conditions the backward model; a forward model has no use for it")
+        if self.task == "forward":
+            _inference_tag(self)  # a malformed source or an inference tag the data lacks: before any model loads
+        elif self.inference_tag is not None or isinstance(self.data, list) and any(
+                isinstance(d, dict) and d.get("tag") for d in self.data):  # fmt: skip
+            raise UserError("data tags and inference_tag are for forward training (--task forward), not the backward model")
 
 
 def validate_trainer_keys(trainer: dict) -> None:
@@ -386,12 +392,13 @@ def _pairs(cfg: TrainConfig, tokenizer):
             rows = [r for r in rows if (r["instruction"], r["output"]) not in held]
             fstats.per_source["excluded"] = before - len(rows)
             log.info("left out %d rows found in %s", before - len(rows), cfg.exclude)
+        template = dataclasses.replace(template, tag=_inference_tag(cfg))
         pairs, cut = build_forward_pairs(rows[: cfg.max_rows], template, tokenizer, cfg.max_length, cfg.overlong)
         stats = {**fstats.as_dict(), **cut}
     else:
         template = get_template("seed" if cfg.template == "auto" else cfg.template)
         rows = []
-        for source, cap in sources(cfg.data):
+        for source, cap, _ in sources(cfg.data):
             part = load_pairs(source)[:cap]
             if cfg.task_types:  # row numbers as in the source, before any category filter
                 tasktypes.check_names(part, source, keep=lambda r: not cfg.categories or r["category"] in cfg.categories)
@@ -405,6 +412,21 @@ def _pairs(cfg: TrainConfig, tokenizer):
     if not pairs:
         raise UserError(f"no training rows left from {cfg.data} after filtering: {stats}")
     return pairs, stats, template
+
+
+def _inference_tag(cfg: TrainConfig) -> str:
+    """The tag a tagged forward model reads at inference: ``inference_tag``, else the first source's."""
+    from revgen.train.forward_data import NAMED_TAGS, sources
+
+    tags = [tag for _, _, tag in sources(cfg.data)]
+    if cfg.inference_tag is None:
+        return tags[0]
+    tag = NAMED_TAGS.get(cfg.inference_tag, cfg.inference_tag).strip()
+    if tag not in tags:
+        known = sorted({t or "(none)" for t in tags})
+        raise UserError(f"inference_tag {cfg.inference_tag!r} is none of the data's tags {known}: a model reads at "
+                        "inference a tag it was trained with")  # fmt: skip
+    return tag
 
 
 def _write_heldout(path: Path, held: list[dict], task: str, typed: bool = False) -> None:
@@ -422,7 +444,7 @@ def _write_heldout(path: Path, held: list[dict], task: str, typed: bool = False)
 def _data_hash(data) -> str:
     from revgen.train.forward_data import sources
 
-    return data_hash(data) if isinstance(data, str) else ",".join(data_hash(s)[:16] for s, _ in sources(data))
+    return data_hash(data) if isinstance(data, str) else ",".join(data_hash(s)[:16] for s, _, _ in sources(data))
 
 
 def _mean_len(dataset) -> int:

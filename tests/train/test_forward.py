@@ -36,6 +36,45 @@ def test_sources_mix_with_per_source_caps(tmp_path):
         load_forward_rows([{"source": str(b), "max_rows": 0}])
 
 
+def test_tagged_sources_render_each_rows_tag_and_the_seed_tag_at_inference(tmp_path, tokenizer):
+    from revgen.prompts import ForwardTemplate
+    from revgen.train.forward_data import NAMED_TAGS, build_forward_pairs
+    from revgen.train.trainer import TrainConfig, _inference_tag
+
+    a = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Name a river.", "output": "The Nile."}])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"instruction": "Name a {tag}.", "output": "Oak."}])
+    data = [{"source": str(a), "tag": "seed"}, {"source": str(b), "tag": "From the web."}, str(a)]
+    rows, _ = load_forward_rows(data)
+    assert [r["tag"] for r in rows] == [NAMED_TAGS["seed"], "From the web.", ""]
+    t = ForwardTemplate(tag=_inference_tag(TrainConfig(task="forward", data=data)))
+    pairs, _ = build_forward_pairs(rows, t, tokenizer, None)
+    plain = get_forward_template("alpaca").prompt("Name a river.")
+    assert pairs[0]["prompt"] == "Answer in the style of an AI Assistant.\n\n" + plain
+    assert pairs[1]["prompt"].startswith("From the web.\n\n") and "Name a {tag}." in pairs[1]["prompt"]  # literal text
+    assert pairs[2]["prompt"] == plain  # an untagged source reads no tag, whatever the inference tag
+    assert t.prompt("Name a river.") == pairs[0]["prompt"]  # at inference: the seed's
+    chat = ForwardTemplate("chat", "", "", tag="From the web.").prompt("Hi", "", tokenizer)
+    assert "<|im_start|>system\nFrom the web.<|im_end|>" in chat and "SmolLM" not in chat  # the tag replaces the default
+    custom = ForwardTemplate("custom", "<{tag}> {instruction}\n{response}", "<{tag}> {instruction}\n{response}", "T")
+    assert (custom.prompt("x"), custom.prompt("x", tag="")) == ("<T> x\n", "<> x\n")
+    custom.save(tmp_path)
+    assert get_forward_template(str(tmp_path)) == custom
+
+
+@pytest.mark.parametrize("data, kw, expected", [
+    ([{"source": "a", "tag": ""}], {}, r"data\[0\]\.tag must be seed, augmented or the tag's own text"),
+    ([{"source": "a", "tag": 3}], {}, r"data\[0\]\.tag must be"),
+    ([{"source": "a", "tag": "seed", "weight": 2}], {}, r"data\[0\] must be a path / Hub id or a mapping"),
+    (["a", {"source": "b", "tag": "augmented"}], {"inference_tag": "seed"}, r"inference_tag 'seed' is none of the data's tags"),
+    ([{"source": "a", "tag": "seed"}], {"task": "backward"}, r"data tags and inference_tag are for forward training"),
+])  # fmt: skip
+def test_bad_tags_are_one_error_before_any_model_loads(data, kw, expected):
+    from revgen.train.trainer import TrainConfig
+
+    with pytest.raises(UserError, match=expected):
+        TrainConfig(**{"task": "forward", "data": data, **kw})
+
+
 @pytest.mark.parametrize("rows, expected", [
     ([{"instruction": "ok", "output": "fine"}, {"instruction": "no answer"}], r"x\.jsonl line 2: expected instruction\+output"),
     ([{"prompt": "p"}], r"x\.jsonl line 1: expected"),
@@ -112,11 +151,12 @@ def test_trl_tokenizes_forward_pairs_as_eval_scores_them(tokenizer, dolly_rows, 
 
 @pytest.mark.slow
 def test_forward_training_moves_loss_and_its_nll_prefers_true_pairs(trained_forward, tmp_path):
-    from revgen.evaluate.forward import ForwardEvalConfig, evaluate_forward
+    from revgen.evaluate.forward import ForwardEvalConfig, evaluate_forward, score_rows
 
     out, info = trained_forward
     assert info["task"] == "forward" and info["losses"][-1] < info["losses"][0]
-    assert json.loads((out / "forward-template.json").read_text())["name"] == "alpaca"
+    template = json.loads((out / "forward-template.json").read_text())
+    assert (template["name"], template["tag"]) == ("alpaca", "Answer in the style of an AI Assistant.")  # the seed's
     held = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
     assert len(held) == 4 and set(held[0]) == {"instruction", "input", "output", "category"}
     # on its own training pairs: NLL of the true response is below NLL under a shuffled instruction
@@ -130,6 +170,14 @@ def test_forward_training_moves_loss_and_its_nll_prefers_true_pairs(trained_forw
     assert 0 <= a["rouge_l"]["mean"] <= 1 and res["rows"] == 12
     lines = (tmp_path / "ev" / "examples.jsonl").read_text().splitlines()
     assert len(lines) == 24 and "| B - A (paired) |" in (tmp_path / "ev" / "eval.md").read_text()
+    assert res["systems"]["A"]["tag"] == template["tag"] and res["systems"]["B"]["tag"] == ""
+    # the model reads its tag: the same rows under the other tag score differently
+    rows = load_forward_rows(str(train_file))[0]
+    seed_mode = score_rows(str(out), rows, ForwardEvalConfig(generate_rows=0))
+    web_mode = score_rows(str(out), rows, ForwardEvalConfig(generate_rows=0, tag="augmented"))
+    a_nll = [e["nll"] for e in map(json.loads, lines) if e["system"] == "A"]
+    assert [r["nll"] for r in seed_mode] == pytest.approx(a_nll, abs=1e-5)  # by default: the seed tag
+    assert all(abs(x["nll"] - y["nll"]) > 1e-4 for x, y in zip(seed_mode, web_mode))
 
 
 def test_instruction_mix_counts_questions_requests_and_their_distance():
