@@ -16,6 +16,7 @@ instructions it never saw. Variants, all through `revgen synthesize` + `revgen c
     openers-requests-mix  the request openers' candidates, kept toward the seed's first words
     openers-both          one free + ``--openers`` openers, half requests, half questions (``--opener-kinds both``)
     openers-both-mix      the same candidates, kept toward the seed's first words
+    openers-both-mix-floor  the same, the lowest-pmi 20% of the winners dropped (``select.top_fraction: 0.8``)
 
 ``--split T`` runs on the bundled sample's rows that are in none of the value bench's splits (its
 context-free leftovers and every row with a context, their responses as passages): the split to
@@ -44,7 +45,8 @@ def splits(rows: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
 
 
 def run_variant(args, U, out: Path, adapter: Path, name: str, candidates: int, n_openers: int, choose: bool,
-                kinds: str = "any", synth_name: str | None = None, target_mix: str | None = None):
+                kinds: str = "any", synth_name: str | None = None, target_mix: str | None = None,
+                keep: float | None = None):
     from revgen.curate.curation import CurateConfig, GopherSettings, ScoreSettings, curate
     from revgen.synthesize.run import SynthConfig, synthesize
 
@@ -54,7 +56,8 @@ def run_variant(args, U, out: Path, adapter: Path, name: str, candidates: int, n
                            max_input_tokens=1024, min_words=1, temperature=0.7, max_new_tokens=64, seed=0,
                            shard_size=64, batch_size=64, num_candidates=candidates, openers=n_openers,
                            opener_kinds=kinds))  # fmt: skip
-    score = ScoreSettings(scorers=["pmi"], backward=str(adapter), best_of_candidates=True, select={"score": "pmi"},
+    select = {"score": "pmi", **({"top_fraction": keep} if keep else {})}  # keep: a fit floor over the winners
+    score = ScoreSettings(scorers=["pmi"], backward=str(adapter), best_of_candidates=True, select=select,
                           target_mix=target_mix) if choose else ScoreSettings()  # fmt: skip
     curate(CurateConfig(input=str(synth), output_dir=str(cur), gopher=GopherSettings(enabled=False), score=score,
                         report=False))  # fmt: skip
@@ -88,7 +91,7 @@ def main():
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--variants", nargs="+", default=["free", "free-best", "openers", "openers-requests", "openers-mix"],
                     choices=["free", "free-best", "openers", "openers-requests", "openers-mix", "openers-requests-mix",
-                             "openers-both", "openers-both-mix"])  # fmt: skip
+                             "openers-both", "openers-both-mix", "openers-both-mix-floor"])  # fmt: skip
     ap.add_argument("--split", choices=["U", "T"], default="U", help="U: the value bench's held-out split; "
                     "T: the rows in no value-bench split, to choose a setting on")
     args = ap.parse_args()
@@ -105,7 +108,8 @@ def main():
     res = {}
     for name in args.variants:
         kinds = "requests" if "requests" in name else "both" if "both" in name else "any"
-        mix = "seed" if name.endswith("-mix") else None
+        mix = "seed" if name.endswith(("-mix", "-mix-floor")) else None
+        keep = 0.8 if name.endswith("-floor") else None  # the lowest-pmi 20% of winners dropped (chosen on T's replay)
         synth = {"any": "openers", "requests": "openers-requests", "both": "openers-both"}[kinds]
         if args.openers != 3 and name.startswith("openers"):  # another count: its own synthesis and curation
             synth, name = f"{synth}-o{args.openers}", f"{name}-o{args.openers}"
@@ -114,7 +118,7 @@ def main():
         elif name == "free-best":
             cur = run_variant(args, U, out, adapter, name, args.candidates + args.openers, 0, True)
         else:  # the -mix variants reuse their openers' candidates (same synth name: resumed, not redone)
-            cur = run_variant(args, U, out, adapter, name, args.candidates, args.openers, True, kinds, synth, mix)
+            cur = run_variant(args, U, out, adapter, name, args.candidates, args.openers, True, kinds, synth, mix, keep)
         res[name] = measure(U, cur)
         print(name, json.dumps(res[name]), file=sys.stderr, flush=True)
     from revgen.evaluate.mix import compare_mix

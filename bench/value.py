@@ -36,9 +36,12 @@ from harness import markdown_table, parser, write_json
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # Llama-style names
 VARIANTS = ("S", "S+syn", "S+syn-cur", "S+real", "S+real-kept")
 # further variants, each one more step of the pipeline (run with --variants ... or --all)
-EXTRA = ("S+syn-cycle", "S+syn-rw", "S+typed-cur", "S+typed-mix-cur", "S+best-cur", "S+openers-cur", "S+mix-cur")
+EXTRA = ("S+syn-cycle", "S+syn-rw", "S+typed-cur", "S+typed-mix-cur", "S+best-cur", "S+openers-cur", "S+mix-cur",
+         "S+floor-cur", "S+floor-real")
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
+# S+floor-cur: S+mix-cur's winners, the lowest-pmi (1 - --floor-keep) of them dropped (select.top_fraction);
+# S+floor-real: the real instructions of the same kept U rows (selection vs instruction quality)
 # any variant + "-tag" (e.g. S+mix-cur-tag, S+real-tag): the same data with Humpback's system-prompt tags,
 # S's rows tagged seed and the rest augmented; scored on H with the seed tag. With S-tag and S+real-tag
 # run too, a tagged variant's value recovered and instruction use are against those (the prompts differ)
@@ -215,14 +218,14 @@ def main():
                     help="S+openers-cur, S+mix-cur: the openers' kinds (synthesize --opener-kinds)")
     ap.add_argument("--openers", type=int, default=3, help="S+openers-cur, S+mix-cur: opener-forced candidates "
                     "beside the free one (synthesize --openers)")
+    ap.add_argument("--floor-keep", type=float, default=0.8, help="S+floor-cur: the share of winners kept, best pmi first")
     args = ap.parse_args()
     args.layers = args.layers or None
 
     from revgen import runinfo
     from revgen.dolly import load_pairs
-    from revgen.evaluate.forward import compare, summarize
+    from revgen.evaluate.forward import summarize
     from revgen.evaluate.mix import compare_mix
-    from revgen.stats import ratio_ci
 
     runinfo.set_threads(args.threads)
     out = Path(args.output_dir)
@@ -258,6 +261,10 @@ def main():
     if "S+mix-cur" in wanted:  # the same synthesis as S+openers-cur (resumed if done), curated toward the seed's mix
         sets["mix"] = synth_set(args, U, out, synth_openers, back, score={**pmi, "target_mix": "seed"}, candidates=1,
                                 openers=args.openers, cur_name=f"mix{tag}", opener_kinds=kinds)  # fmt: skip
+    if {"S+floor-cur", "S+floor-real"} & wanted:  # the same candidates, the weakest winners by pmi dropped
+        floor = {**pmi, "target_mix": "seed", "select": {"score": "pmi", "top_fraction": args.floor_keep}}
+        sets["floor"] = synth_set(args, U, out, synth_openers, back, score=floor, candidates=1, openers=args.openers,
+                                  cur_name=f"floor{tag}-{args.floor_keep}", opener_kinds=kinds)  # fmt: skip
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
     if "S+syn-rw" in wanted:
@@ -268,8 +275,11 @@ def main():
              "S+syn": [write_jsonl(out / "syn.jsonl", syn)], "S+syn-cur": [write_jsonl(out / "syn-cur.jsonl", cur)],
              "S+real": [write_jsonl(out / "real.jsonl", map(alpaca, U))],
              "S+real-kept": [write_jsonl(out / "real-kept.jsonl", (alpaca(U[i]) for i in sorted(kept_u)))]}  # fmt: skip
+    if "floor" in sets:
+        files["S+floor-real"] = [write_jsonl(out / "floor-real.jsonl", (alpaca(U[r["u"]]) for r in sets["floor"][1]))]
     for key, name in (("cycle", "S+syn-cycle"), ("typed", "S+typed-cur"), ("typed-mix", "S+typed-mix-cur"),
-                      ("best", "S+best-cur"), ("openers", "S+openers-cur"), ("mix", "S+mix-cur")):
+                      ("best", "S+best-cur"), ("openers", "S+openers-cur"), ("mix", "S+mix-cur"),
+                      ("floor", "S+floor-cur")):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
     if "S+syn-rw" in wanted:
@@ -297,30 +307,48 @@ def main():
     report = {"args": vars(args), "sizes": {"S": len(S), "U": len(U), "H": len(H), "U_synthesized": len(syn),
                                             "U_curated": len(cur)},
               "curated": {k: len(v[1]) for k, v in sets.items()},
-              "variants": {k: summarize(v)["overall"] for k, v in runs.items()},
-              "vs_S": {k: compare(runs["S"], v) for k, v in runs.items() if k != "S" and "S" in runs},
-              "vs_syn_cur": {k: compare(runs["S+syn-cur"], runs[k]) for k in runs
-                             if k in EXTRA and "S+syn-cur" in runs},
-              "vs_untagged": {k: compare(runs[k.removesuffix("-tag")], runs[k]) for k in runs
-                              if k.endswith("-tag") and k.removesuffix("-tag") in runs},
+              "variants": {k: summarize(v)["overall"] for k, v in runs.items()}, **forward_report(runs),
               "mix": mix_of(syn), "mix_curated": mix_of(cur),
               "mix_sets": {k: {"all": mix_of(v[0]), "curated": mix_of(v[1])} for k, v in sets.items()}, **extra}  # fmt: skip
-    if {"S", "S+real"} <= set(runs):
-        tokens = [float(r["tokens"]) for r in runs["S"][0]]
-        nll_sum = {k: [[r["nll_sum"] for r in run] for run in v] for k, v in runs.items()}
-        use = {k: runs_mean([[r["instruction_use"] for r in run] for run in v]) for k, v in runs.items()}
-
-        def refs(k):  # a tagged variant is measured against the tagged S and S+real when they ran (same prompts)
-            tagged = k.endswith("-tag") and {"S-tag", "S+real-tag"} <= set(runs)
-            return ("S-tag", "S+real-tag") if tagged else ("S", "S+real")
-
-        report["value_recovered"] = {k: ratio_ci(nll_sum[refs(k)[0]], nll_sum[k], nll_sum[refs(k)[1]], tokens)
-                                     for k in runs if k not in ("base", *refs(k))}  # fmt: skip
-        report["instruction_use_vs_real"] = {k: round(use[k] / use[refs(k)[1]], 3) for k in use if use[refs(k)[1]]}
     report["wall_time_s"] = round(time.time() - START, 1)
     report["stage_s"] = stage_s
     write_json(out / "value.json", report)
     print(markdown(report))
+
+
+def refs(k: str, runs: dict) -> tuple[str, str]:
+    """The floor and ceiling a variant is measured against: a tagged one against the tagged S and
+    S+real when they ran (same prompts), any other against S and S+real."""
+    tagged = k.endswith("-tag") and {"S-tag", "S+real-tag"} <= set(runs)
+    return ("S-tag", "S+real-tag") if tagged else ("S", "S+real")
+
+
+def forward_report(runs: dict) -> dict:
+    """Paired differences (vs S, vs S+syn-cur, tagged vs untagged), value recovered and instruction
+    use relative to the real instructions, from every variant's scored runs."""
+    from revgen.evaluate.forward import compare
+    from revgen.stats import ratio_ci
+
+    rep = {"vs_S": {k: compare(*same_tokens(runs[refs(k, runs)[0]], v)) for k, v in runs.items()
+                    if k != refs(k, runs)[0] and refs(k, runs)[0] in runs},
+           "vs_syn_cur": {k: compare(runs["S+syn-cur"], runs[k]) for k in runs if k in EXTRA and "S+syn-cur" in runs},
+           "vs_untagged": {k: compare(*same_tokens(runs[k.removesuffix("-tag")], runs[k])) for k in runs
+                           if k.endswith("-tag") and k.removesuffix("-tag") in runs}}  # fmt: skip
+    if {"S", "S+real"} <= set(runs):
+        nll_sum = {k: [[r["nll_sum"] for r in run] for run in v] for k, v in runs.items()}
+        use = {k: runs_mean([[r["instruction_use"] for r in run] for run in v]) for k, v in runs.items()}
+        weights = {k: [float(r["tokens"]) for r in v[0]] for k, v in runs.items()}
+        rep["value_recovered"] = {k: ratio_ci(nll_sum[lo], nll_sum[k], nll_sum[hi], weights[lo])
+                                  for k in runs if k != "base" for lo, hi in [refs(k, runs)] if k not in (lo, hi)}  # fmt: skip
+        rep["instruction_use_vs_real"] = {k: round(use[k] / use[refs(k, runs)[1]], 3) for k in use if use[refs(k, runs)[1]]}
+    return rep
+
+
+def same_tokens(a: list[list[dict]], b: list[list[dict]]) -> tuple[list, list]:
+    """Both runs on the rows scored over the same response tokens: a tag lengthens the prompt, so
+    ``--max-length`` cuts some long responses shorter, and sums over different tokens do not pair."""
+    keep = [i for i, (x, y) in enumerate(zip(a[0], b[0])) if x["tokens"] == y["tokens"]]
+    return [[run[i] for i in keep] for run in a], [[run[i] for i in keep] for run in b]
 
 
 def runs_mean(runs):
@@ -342,8 +370,8 @@ def markdown(rep: dict) -> str:
     for k, v in rep.get("vs_syn_cur", {}).items():
         lines.append(f"{k} - S+syn-cur, NLL token-weighted (paired): {_f(v['nll_token_weighted'])}")
     for k, v in rep.get("vs_untagged", {}).items():
-        lines.append(f"{k} - untagged (paired): NLL token-weighted {_f(v['nll_token_weighted'])}, "
-                     f"instruction use {_f(v['instruction_use'])}")  # fmt: skip
+        lines.append(f"{k} - untagged (paired, the {v['nll']['n']} rows cut alike): NLL token-weighted "
+                     f"{_f(v['nll_token_weighted'])}, instruction use {_f(v['instruction_use'])}")  # fmt: skip
     for name, both in rep.get("mix_sets", {"plain": {"all": rep["mix"]}}).items():
         for which, m in both.items():
             lines.append(f"mix {name}/{which}: questions {m['synthetic']['kind'].get('question', 0):.3f} vs real "

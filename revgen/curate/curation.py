@@ -13,7 +13,7 @@ import json
 import logging
 import typing
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from revgen import config as cfgmod
@@ -349,8 +349,9 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     if not select:
         return records, stats
     values = [r["meta"]["scores"][select.score] for r in records]
-    flags = select.keep(values)
-    if sc.best_of_candidates:  # Best-of-N: one record per segment, the best by the selection's score
+    # Best-of-N: the threshold judges every candidate, top_k / top_fraction rank the segments' winners
+    flags = (replace(select, top_k=None, top_fraction=None) if sc.best_of_candidates else select).keep(values)
+    if sc.best_of_candidates:  # one record per segment, the best by the selection's score
         from revgen.curate import target_mix
 
         sign = 1 if scorers.HIGHER_IS_BETTER[select.score.removesuffix("_argmax")] else -1
@@ -362,7 +363,9 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
                                            target or {}, sc.fit_margin if target else -1.0)  # fmt: skip
         if target:
             stats["target_mix"] = {"target": sc.target_mix, **moved}
-        won = set(winners)
+        winners = [w for w in winners if w is not None]  # a segment with no scored candidate has none
+        ranked = replace(select, threshold=None).keep([values[i] for i in winners])
+        won = {w for w, keep in zip(winners, ranked) if keep}
         flags = [f and i in won for i, f in enumerate(flags)]
     kept = []
     for record, keep in zip(records, flags):

@@ -133,6 +133,13 @@ def test_curate_scores_select_and_keeps_scores_in_rejected(tmp_path, dolly_rows,
     kept_true = sum(r["record"]["id"].endswith(":1") for r in rejected)
     assert kept_true >= 5  # the mismatched candidate loses in (nearly) every segment
     assert stats["scores"]["distribution"]["ifd"]["n"] == 12
+    # with best-of-N, top_fraction ranks the segments' winners: the better-fitting half of the 6 stays
+    half = run("d", select={"score": "ifd", "top_fraction": 0.5}, best_of_candidates=True)
+    side_a = (tmp_path / "a" / "scores.jsonl").read_text().splitlines()
+    winners = {json.loads(x)["id"]: json.loads(x)["scores"]["ifd"] for x in side_a}
+    kept_half = [json.loads(x)["id"] for x in (tmp_path / "d" / "scores.jsonl").read_text().splitlines()]
+    assert half["counts"]["kept"] == 3 and set(kept_half) <= set(winners)
+    assert max(winners[i] for i in kept_half) <= min(v for i, v in winners.items() if i not in kept_half)  # lower is better
     again = run("b", select={"score": "ifd"}, best_of_candidates=True)
     assert (tmp_path / "a" / "dataset.jsonl").read_bytes() == (tmp_path / "b" / "dataset.jsonl").read_bytes()
     assert again["scores"]["distribution"] == stats["scores"]["distribution"]
