@@ -130,10 +130,9 @@ class ForwardTemplate:
         text = self.text_with_input if input and "{input}" in self.text_with_input else self.text
         if input and "{input}" not in text:
             instruction = f"{instruction}\n\n{input}"
-        if "{tag}" not in text and tag:
-            text = tag + "\n\n" + text
         values = {"instruction": instruction, "input": input, "tag": tag}  # one pass: braces in user text stay
-        return re.sub(r"\{(instruction|input|tag)\}", lambda m: values[m.group(1)], text[: -len("{response}")])
+        body = re.sub(r"\{(instruction|input|tag)\}", lambda m: values[m.group(1)], text[: -len("{response}")])
+        return tag + "\n\n" + body if tag and "{tag}" not in text else body
 
     def pair(self, instruction: str, input: str, response: str, tokenizer=None, tag: str | None = None) -> dict:
         """A trl prompt-completion record: loss falls on the response (and trl's EOS) only."""
