@@ -60,6 +60,16 @@ def test_plan_skips_finished_stages_and_reruns_downstream_of_a_change(tmp_path, 
     assert [s.action for s in pipeline.plan(r, until="a")[1]] == ["run", "skip", "skip"]
 
 
+def test_a_tagged_forward_stage_reads_a_curate_stage_and_its_tags_are_config(tmp_path, records):
+    stages = (f"    - {{name: a, kind: curate, set: {{input: {records}}}}}\n"
+              "    - {name: f, kind: forward, set: {data: [{source: dolly-sample, tag: seed}, {source: '@a', tag: augmented}]}}\n")
+    r = recipe(tmp_path, stages)
+    _, (a, f) = pipeline.plan(r)
+    assert f.inputs == ["a"] and f.values["data"][1] == {"source": str(tmp_path / "root" / "a"), "tag": "augmented"}
+    r.write_text(r.read_text().replace("tag: augmented", "tag: From the web."))
+    assert pipeline.plan(r)[1][1].hash != f.hash  # another tag: another model, so the stage reruns
+
+
 @pytest.mark.parametrize("stages, match", [
     ("    - {name: a, kind: bake}\n", r"r.yaml line 6: a stage needs a `name` and a `kind`"),
     ("    - {name: a, kind: curate, set: {input: '@b'}}\n    - {name: b, kind: curate, set: {input: '@a'}}\n",
@@ -71,6 +81,8 @@ def test_plan_skips_finished_stages_and_reruns_downstream_of_a_change(tmp_path, 
     ("    - {name: ../escape, kind: curate}\n", r"line 6: stage name '../escape' must be letters.*not a path"),
     ("    - {name: /tmp/x, kind: curate}\n", r"line 6: stage name '/tmp/x' must be"),
     ("    - {name: a, kind: curate, set: [input, x]}\n", r"line 6: stage 'a': `set:` must be a mapping"),
+    ("    - {name: f, kind: forward, set: {data: [dolly-sample, {source: x.jsonl, tag: ''}]}}\n",
+     r"line 6 \(stage 'f'\): data\[1\]\.tag must be seed, augmented or the tag's own text"),
 ])  # fmt: skip
 def test_bad_pipelines_fail_naming_the_recipe_line(tmp_path, stages, match):
     with pytest.raises(UserError, match=match):
