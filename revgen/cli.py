@@ -188,7 +188,9 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, **flags) -> Non
 @click.option("-o", "--output-dir", help="Where dataset.jsonl, rejected.jsonl and stats.json go.")
 @click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "messages", "prompt-completion"]))
 @click.option("--allow-partial", is_flag=True, default=None, help="Curate a synthesize run that is not complete.")
-@click.option("--preset", help="Named defaults: short-answers (FAQ/Q&A corpora: answers of 3+ words kept).")
+@click.option("--preset", help="Named defaults: short-answers (FAQ/Q&A corpora: answers of 3+ words kept); openers "
+                                "(a synthesize --openers run: the best-fitting candidate per passage by pmi, toward the "
+                                "seed's first words, the worst-fitting fifth dropped).")
 @click.option("--executor", type=click.Choice(["inprocess", "local", "ray", "slurm"]),
               help="inprocess (default): one process; local|ray|slurm: datatrove stages on disk, bounded memory.")
 @click.option("--tasks", type=click.IntRange(min=1), help="Tasks per staged step (default: one per input file, <= CPUs).")

@@ -1,6 +1,7 @@
 """Openers: learned at training, forced at synthesis, chosen by fit (pmi) at curation."""
 
 import json
+import math
 
 import pytest
 
@@ -83,6 +84,15 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
     with pytest.raises(UserError, match="needs score.best_of_candidates"):
         curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "bad"), report=False,
                             score=ScoreSettings(scorers=["pmi"], select={"score": "pmi"}, target_mix="seed")))  # fmt: skip
+
+    # --preset openers: the same choice toward the seed's mix, the worst-fitting fifth of passages dropped
+    from revgen import config as cfgmod
+
+    preset = curate(cfgmod.load(CurateConfig, "curate", None, {"input": str(out), "output_dir": str(tmp_path / "preset"),
+                                                               "report": False, "preset": "openers"}))  # fmt: skip
+    assert preset["scores"]["selection"]["top_fraction"] == 0.8 and preset["scores"]["target_mix"]["target"] == "seed"
+    fifth = [json.loads(line) for line in (tmp_path / "preset" / "scores.jsonl").read_text().splitlines()]
+    assert len(fifth) == math.ceil(0.8 * len(kept)) and len({k["id"].rsplit(":", 1)[0] for k in fifth}) == len(fifth)
 
     # a mix of the user's own, met from the same candidates: only the request openers drawn here
     reqs = sorted({r["meta"]["opener"] for r in rows if r["meta"]["opener"] and not openers.opens_question(r["meta"]["opener"].lower())})

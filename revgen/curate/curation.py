@@ -132,8 +132,13 @@ class CurateConfig:
     # Gopher's word-count and stop-word rules are for web paragraphs; on FAQ/Q&A corpora they drop
     # good short answers ("The Nile, at about 6,650 km."). `short-answers` keeps answers of 3+ words
     # and judges them by word shape only (bench/short_answers.py measures it on held-out Dolly).
+    # `openers` curates a `synthesize --openers N` run as measured in bench/RESULTS.md (issue #28): per
+    # passage the candidate that fits best by pmi, toward the seed's first words under a fit margin,
+    # and the fifth of passages whose best fits worst dropped.
     PRESETS: typing.ClassVar[dict] = {
         "short-answers": {"gopher": {"min_words": 3, "min_stop_words": None, "max_top_2gram_ratio": None}},
+        "openers": {"score": {"scorers": ["pmi"], "best_of_candidates": True, "target_mix": "seed",
+                              "select": {"score": "pmi", "top_fraction": 0.8}}},
     }
 
     def __post_init__(self):
