@@ -52,25 +52,29 @@ def derangement(n: int, seed: int) -> list[int]:
 
 
 def resolve_system(ref: str, template: str = "auto", tag: str | None = None):
-    """``(base model, adapter or None, forward template)`` for a forward adapter dir or a plain model;
-    ``tag`` (``seed``, ``augmented`` or its text) replaces the template's inference tag."""
-    from dataclasses import replace
-
+    """``(base model, adapter or None, forward template)`` for a forward adapter dir or a plain model."""
     from revgen.models import adapter_base_model, resolve_model
-    from revgen.prompts import get_forward_template
-    from revgen.train.forward_data import NAMED_TAGS
 
     path = Path(ref)
     if (path / "adapter_config.json").is_file():
-        from revgen.prompts import FORWARD_TEMPLATE_FILE
+        return adapter_base_model(path), str(path), forward_template(ref, template, tag)
+    return resolve_model(ref), None, forward_template(ref, template, tag)
 
-        if template == "auto" and not (path / FORWARD_TEMPLATE_FILE).is_file():
-            raise UserError(f"{path} is not a forward model (no {FORWARD_TEMPLATE_FILE}); train one with --task forward")
-        base, adapter = adapter_base_model(path), str(path)
-        tpl = get_forward_template(str(path) if template == "auto" else template)
-    else:
-        base, adapter, tpl = resolve_model(ref), None, get_forward_template(template)
-    return base, adapter, tpl if tag is None else replace(tpl, tag=NAMED_TAGS.get(tag, tag).strip())
+
+def forward_template(ref: str, template: str = "auto", tag: str | None = None):
+    """The template ``ref`` reads: an adapter dir's own (``auto``) or ``template``; ``tag``
+    (``seed``, ``augmented`` or its text) replaces its inference tag."""
+    from dataclasses import replace
+
+    from revgen.prompts import FORWARD_TEMPLATE_FILE, get_forward_template
+    from revgen.train.forward_data import tag_text
+
+    path = Path(ref)
+    own = (path / "adapter_config.json").is_file() and template == "auto"
+    if own and not (path / FORWARD_TEMPLATE_FILE).is_file():
+        raise UserError(f"{path} is not a forward model (no {FORWARD_TEMPLATE_FILE}); train one with --task forward")
+    tpl = get_forward_template(str(path) if own else template)
+    return tpl if tag is None else replace(tpl, tag=tag_text(tag))
 
 
 def score_rows(ref: str, rows: list[dict], cfg: ForwardEvalConfig) -> list[dict]:
@@ -156,7 +160,7 @@ def evaluate_forward(cfg: ForwardEvalConfig) -> dict:
     scored = {name: score_rows(ref, rows, cfg) for name, ref in systems.items()}
     info = {"command": "eval", "task": "forward", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg),
             "data": data, "rows": len(rows),
-            "systems": {k: {"model": systems[k], "tag": resolve_system(systems[k], cfg.template, cfg.tag)[2].tag,
+            "systems": {k: {"model": systems[k], "tag": forward_template(systems[k], cfg.template, cfg.tag).tag,
                             **summarize([v], cfg.bootstrap, cfg.seed)} for k, v in scored.items()},
             "compute": {"generate": dtypes.choice(cfg.dtype), "score": dtypes.choice(cfg.dtype, stage="score")},
             "versions": runinfo.versions()}  # fmt: skip

@@ -25,6 +25,11 @@ SHAPES = "instruction+output (alpaca), instruction+response (dolly), prompt+comp
 NAMED_TAGS = {"seed": "Answer in the style of an AI Assistant.", "augmented": "Answer with knowledge from web search."}
 
 
+def tag_text(tag: str) -> str:
+    """``seed`` / ``augmented`` -> Humpback's tag; any other string is the tag itself."""
+    return NAMED_TAGS.get(tag, tag).strip()
+
+
 def sources(data) -> list[tuple[str, int | None, str]]:
     """``data`` (a string, or a list of strings / ``{source, max_rows, tag}``) -> ``[(source, cap, tag)]``.
 
@@ -42,7 +47,7 @@ def sources(data) -> list[tuple[str, int | None, str]]:
                 raise UserError(f"data[{i}].max_rows must be a positive integer or null, got {cap!r}")
             if tag is not None and (not isinstance(tag, str) or not tag.strip()):
                 raise UserError(f"data[{i}].tag must be seed, augmented or the tag's own text, got {tag!r}")
-            out.append((item["source"], cap, NAMED_TAGS.get(tag, tag).strip() if tag else ""))
+            out.append((item["source"], cap, tag_text(tag) if tag else ""))
         else:
             raise UserError(f"data[{i}] must be a path / Hub id or a mapping {{source, max_rows, tag}}, got {item!r}")
     if not out:

@@ -26,6 +26,7 @@ from revgen.errors import UserError
 from revgen.models import DEFAULT_MODEL, load_tokenizer, merge_adapter, resolve_model  # noqa: F401 (merge_adapter: public here too)
 from revgen.prompts import get_template
 from revgen.train import fused_head
+from revgen.train.forward_data import sources, tag_text
 from revgen.train.pairs import build_pairs
 from revgen.train.throughput import ThroughputCallback
 
@@ -92,8 +93,7 @@ class TrainConfig:
             raise UserError("task_types conditions the backward model; a forward model has no use for it")
         if self.task == "forward":
             _inference_tag(self)  # a malformed source or an inference tag the data lacks: before any model loads
-        elif self.inference_tag is not None or isinstance(self.data, list) and any(
-                isinstance(d, dict) and d.get("tag") for d in self.data):  # fmt: skip
+        elif self.inference_tag is not None or any(tag for _, _, tag in sources(self.data)):
             raise UserError("data tags and inference_tag are for forward training (--task forward), not the backward model")
 
 
@@ -379,7 +379,7 @@ def _prepare_output(out: Path, cfg: TrainConfig) -> int | None:
 def _pairs(cfg: TrainConfig, tokenizer):
     """Training pairs for the task, counts of what was cut or dropped, and the template used."""
     from revgen.prompts import get_forward_template
-    from revgen.train.forward_data import build_forward_pairs, load_forward_rows, sources
+    from revgen.train.forward_data import build_forward_pairs, load_forward_rows
 
     context = cfg.context if cfg.context != "auto" else ("append" if cfg.task == "forward" else "ignore")
     if cfg.task == "forward":
@@ -416,12 +416,10 @@ def _pairs(cfg: TrainConfig, tokenizer):
 
 def _inference_tag(cfg: TrainConfig) -> str:
     """The tag a tagged forward model reads at inference: ``inference_tag``, else the first source's."""
-    from revgen.train.forward_data import NAMED_TAGS, sources
-
     tags = [tag for _, _, tag in sources(cfg.data)]
     if cfg.inference_tag is None:
         return tags[0]
-    tag = NAMED_TAGS.get(cfg.inference_tag, cfg.inference_tag).strip()
+    tag = tag_text(cfg.inference_tag)
     if tag not in tags:
         known = sorted({t or "(none)" for t in tags})
         raise UserError(f"inference_tag {cfg.inference_tag!r} is none of the data's tags {known}: a model reads at "
@@ -442,8 +440,6 @@ def _write_heldout(path: Path, held: list[dict], task: str, typed: bool = False)
 
 
 def _data_hash(data) -> str:
-    from revgen.train.forward_data import sources
-
     return data_hash(data) if isinstance(data, str) else ",".join(data_hash(s)[:16] for s, _, _ in sources(data))
 
 
