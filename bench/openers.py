@@ -18,9 +18,11 @@ instructions it never saw. Variants, all through `revgen synthesize` + `revgen c
     openers-both-mix      the same candidates, kept toward the seed's first words
     openers-both-mix-floor  the same, the lowest-pmi 20% of the winners dropped (``select.top_fraction: 0.8``)
 
-``--split T`` runs on the bundled sample's rows that are in none of the value bench's splits (its
+``--split T`` runs on the bundled sample's rows that are in none of this bench's S, U and H (its
 context-free leftovers and every row with a context, their responses as passages): the split to
-choose a setting on, so that U is only ever measured.
+choose a setting on, so that U is only ever measured. ``--split UH`` measures on U and H together
+(184 held-out responses, the same backward model): a larger held-out set for the mix, whose
+leading-word TV is mostly sampling noise at 120 rows.
 
 Reports, against the split's real instructions: question share, leading-word TV, ROUGE-L to the real
 instruction, and how often the chosen candidate was forced. Nothing here was tuned on U: each
@@ -92,19 +94,20 @@ def main():
     ap.add_argument("--variants", nargs="+", default=["free", "free-best", "openers", "openers-requests", "openers-mix"],
                     choices=["free", "free-best", "openers", "openers-requests", "openers-mix", "openers-requests-mix",
                              "openers-both", "openers-both-mix", "openers-both-mix-floor"])  # fmt: skip
-    ap.add_argument("--split", choices=["U", "T"], default="U", help="U: the value bench's held-out split; "
-                    "T: the rows in no value-bench split, to choose a setting on")
+    ap.add_argument("--split", choices=["U", "T", "UH"], default="U", help="U: the value bench's held-out split; "
+                    "T: the rows in no split of this bench, to choose a setting on; UH: U and H, held out together")
     args = ap.parse_args()
     args.model, args.max_length, args.dtype, args.backward_steps, args.batch, args.lr = (
         "smollm2-135m", 160, "auto", 30, 4, 3e-4)  # bench/value.py's defaults
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    S, U, T = splits(load_pairs())
-    if args.split == "T":
-        U = T
-        out = out / "T"
+    rows = load_pairs()
+    S, U, T = splits(rows)
+    if args.split != "U":  # another split: its own runs, the same backward model
+        U = T if args.split == "T" else U + split(rows, (60, 120, 64), 1234)[2]
+        out = out / args.split
         out.mkdir(exist_ok=True)
-    adapter = backward(args, S, out.parent if args.split == "T" else out, "backward")
+    adapter = backward(args, S, out.parent if args.split != "U" else out, "backward")
     res = {}
     for name in args.variants:
         kinds = "requests" if "requests" in name else "both" if "both" in name else "any"
