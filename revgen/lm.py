@@ -38,7 +38,13 @@ def load_causal_lm(model_ref: str, adapter: str | None = None, dtype: str = "aut
 
 
 class Scorer:
-    """Sum of token NLLs of each completion given its prompt, and the number of tokens scored."""
+    """Sum of token NLLs of each completion given its prompt, and the number of tokens scored.
+
+    Each batch runs in two passes: the distinct prompts once (left-padded, keeping only the last
+    position's logits), then every completion on a copy of its prompt's KV cache. Candidates that
+    share a passage (best-of-N, openers) pay for the passage once, and the LM head never projects
+    prompt positions; the sums equal one teacher-forced pass over prompt + completion
+    (tests/curate/test_scorers.py)."""
 
     def __init__(self, model, tokenizer, batch_size: int = 8, max_length: int | None = None):
         self.model, self.tokenizer, self.batch_size, self.max_length = model, tokenizer, batch_size, max_length
@@ -52,30 +58,49 @@ class Scorer:
             if self.max_length and len(ids) > self.max_length:  # cut the end, as trl truncates
                 ids = ids[: max(self.max_length, n + 1)]
             seqs.append((ids, n))
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
+        groups: dict[tuple, list[int]] = {}  # prompt tokens -> the rows that continue them
+        for i, (ids, n) in enumerate(seqs):
+            groups.setdefault(tuple(ids[:n]), []).append(i)
+        cap = 4 * self.batch_size  # completions per batch: a prompt shared by many rows is run once per chunk
+        units = [(p, g[k : k + cap]) for p, g in sorted(groups.items(), key=lambda x: len(x[0])) for k in range(0, len(g), cap)]
         out: list = [None] * len(seqs)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            for i, r in zip(idx, self._batch([seqs[i] for i in idx])):
-                out[i] = r
+        batch: list[tuple] = []
+        for j, unit in enumerate(units):  # like lengths together
+            batch.append(unit)
+            if j == len(units) - 1 or len(batch) == self.batch_size or sum(len(u[1]) for u in batch) >= cap:
+                rows = [(g, i) for g, (_, members) in enumerate(batch) for i in members]
+                sums = self._batch([list(p) for p, _ in batch], [(g, seqs[i][0][seqs[i][1] :]) for g, i in rows])
+                for (_, i), v in zip(rows, sums):
+                    out[i] = (v, len(seqs[i][0]) - seqs[i][1])
+                batch = []
         return out
 
-    def _batch(self, seqs):
+    def _batch(self, prompts: list[list[int]], rows: list[tuple[int, list[int]]]) -> list[float]:
+        """Summed NLL of each ``(prompt index, completion ids)`` row."""
         import torch
 
-        width = max(len(ids) for ids, _ in seqs)
+        device, width = self.model.device, max(map(len, prompts))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        labels = torch.full_like(ids, -100)
-        for row, (s, n) in enumerate(seqs):  # right padding: positions (and so results) match unpadded
-            ids[row, : len(s)] = torch.tensor(s)
-            mask[row, : len(s)] = 1
-            labels[row, n : len(s)] = torch.tensor(s[n:])
-        device = self.model.device
+        for r, p in enumerate(prompts):  # left padding: every prompt ends at the last position
+            ids[r, width - len(p) :], mask[r, width - len(p) :] = torch.tensor(p), 1
+        which = torch.tensor([g for g, _ in rows])
+        span = max(len(c) for _, c in rows)
+        cids = torch.full((len(rows), span), pad, dtype=torch.long)
+        cmask = torch.zeros_like(cids)
+        for r, (_, c) in enumerate(rows):  # right padding after the prompt
+            cids[r, : len(c)], cmask[r, : len(c)] = torch.tensor(c), 1
+        positions = torch.tensor([len(prompts[g]) for g, _ in rows])[:, None] + torch.arange(span)
         with torch.inference_mode():
-            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            target = labels[:, 1:].to(device)
-            nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), target.clamp(min=0), reduction="none")
-            nll = (nll * (target != -100)).sum(1).tolist()
-        return [(float(v), len(s) - n) for v, (s, n) in zip(nll, seqs)]
+            first = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                               position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True,
+                               logits_to_keep=1)  # fmt: skip
+            cache = first.past_key_values
+            cache.reorder_cache(which.to(device))  # each row continues its own prompt's cache
+            rest = self.model(input_ids=cids.to(device), attention_mask=torch.cat([mask[which], cmask], 1).to(device),
+                              position_ids=positions.to(device), past_key_values=cache).logits  # fmt: skip
+            # the completion's first token is read off the prompt's last position, the others off their own
+            logits = torch.cat([first.logits[which.to(device), -1:], rest[:, :-1]], 1).float()
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), cids.to(device), reduction="none")
+            return (nll * cmask.to(device)).sum(1).tolist()

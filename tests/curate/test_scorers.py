@@ -96,6 +96,37 @@ def test_rubric_works_with_and_without_a_chat_template(base_model, tmp_path):
     assert "<|im_start|>" in prompts[0] and "<|im_start|>" not in prompts[1]
 
 
+def test_shared_prompts_score_as_one_pass_per_row(smol):
+    """Candidates of one passage share its prompt's cache; every sum equals a plain teacher-forced
+    pass over that row alone, whatever the batch size, for shared, unique, empty and cut prompts."""
+    import torch
+
+    from revgen.lm import Scorer
+    from revgen.prompts import teacher_forced_ids
+
+    model, tok, _ = smol
+    passage = "Paris is the capital and largest city of France, home to about two million people on the Seine."
+    rows = [(f"Response:\n{passage}\n\nInstruction:", c) for c in
+            ("What is the capital of France?", "List three facts about Paris.", "Who")]  # fmt: skip
+    rows += [("Response:\nCats sleep up to sixteen hours a day.\n\nInstruction:", "Why do cats sleep so much?"),
+             ("", "Hello there."), (f"Response:\n{passage}\n\nInstruction:", "Describe the Seine " * 20)]  # fmt: skip
+
+    def alone(prompt, completion, max_length):
+        ids, n = teacher_forced_ids(tok, prompt, completion)
+        ids, n = ([tok.eos_token_id] + ids, 1) if n == 0 else (ids, n)
+        ids = ids[: max(max_length, n + 1)]
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids])).logits[0].float()
+        return float(torch.nn.functional.cross_entropy(logits[n - 1 : -1], torch.tensor(ids[n:]), reduction="sum")), len(ids) - n
+
+    want = [alone(p, c, 60) for p, c in rows]
+    assert want[-1][1] < len(teacher_forced_ids(tok, *rows[-1])[0]) - teacher_forced_ids(tok, *rows[-1])[1]  # cut at 60
+    for batch in (1, 2, 8):
+        got = Scorer(model, tok, batch, max_length=60).nll([p for p, _ in rows], [c for _, c in rows])
+        assert [n for _, n in got] == [n for _, n in want]
+        assert max(abs(g - w) for (g, _), (w, _) in zip(got, want)) < 5e-3, (batch, got, want)
+
+
 @pytest.mark.slow
 def test_ifd_and_cycle_prefer_true_pairs_to_shuffled_ones(smol, dolly_rows, trained_adapter):
     model, tok, _ = smol
