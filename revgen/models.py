@@ -211,13 +211,16 @@ def merge_adapter(adapter_dir: str | Path, base: str | None = None, out: str | P
     return out
 
 
-def merged_dir(adapter: Path, base: str, dtype: str = "auto") -> Path:
+def merged_dir(adapter: Path, base: str, dtype: str = "auto", create: bool = True) -> Path | None:
     """A merged copy of base + adapter in the compute dtype (``auto``: what this hardware runs
-    natively, revgen/dtypes.py), cached by adapter hash and dtype (made once, under a lock)."""
+    natively, revgen/dtypes.py), cached by adapter hash and dtype (made once, under a lock).
+    ``create=False``: the copy only if one was made already, else None."""
     from revgen import dtypes, runinfo
 
     dtype = dtypes.resolve(dtype)
     target = cache_dir() / "merged" / f"{runinfo.dir_hash(Path(adapter))}-{dtype}"
+    if not create:
+        return target if (target / "config.json").exists() else None
     with file_lock(target.with_suffix(".lock")):
         if not (target / "config.json").exists():
             tmp = target.with_name(target.name + ".tmp")

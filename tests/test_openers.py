@@ -1,6 +1,7 @@
 """Openers: learned at training, forced at synthesis, chosen by fit (pmi) at curation."""
 
 import json
+import logging
 import math
 
 import pytest
@@ -39,7 +40,8 @@ def test_learned_openers_are_the_seed_first_words_and_draws_are_seeded(trained_a
 
 
 @pytest.mark.slow
-def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_fit(trained_adapter, dolly_rows, tmp_path):
+def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_fit(trained_adapter, dolly_rows, tmp_path,
+                                                                                   caplog):
     adapter = trained_adapter[0]
     corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"text": r["response"]} for r in dolly_rows[230:238]])
     out = tmp_path / "synth"
@@ -64,6 +66,7 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
     stats = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "cur"), report=False,
                                 score=ScoreSettings(scorers=["pmi", "cycle"], best_of_candidates=True,
                                                     select={"score": "pmi"})))  # fmt: skip
+    assert stats["candidates"] == {"per_passage": 3, "chosen": True}
     kept = [json.loads(line) for line in (tmp_path / "cur" / "scores.jsonl").read_text().splitlines()]
     segs = [k["id"].rsplit(":", 1)[0] for k in kept]
     assert len(segs) == len(set(segs)) > 0  # one record per segment
@@ -84,6 +87,12 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
     with pytest.raises(UserError, match="needs score.best_of_candidates"):
         curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "bad"), report=False,
                             score=ScoreSettings(scorers=["pmi"], select={"score": "pmi"}, target_mix="seed")))  # fmt: skip
+
+    # curated without a choice: every candidate kept, and said (log and stats.json), not silent
+    with caplog.at_level(logging.WARNING, logger="revgen.curate.curation"):
+        every = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "every"), report=False))
+    assert every["candidates"] == {"per_passage": 3, "chosen": False} and "--preset openers" in caplog.text
+    assert every["counts"]["kept"] > len(kept)
 
     # --preset openers: the same choice toward the seed's mix, the worst-fitting fifth of passages dropped
     from revgen import config as cfgmod

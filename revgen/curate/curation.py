@@ -216,6 +216,7 @@ def curate(cfg: CurateConfig) -> dict:
     if out.exists() and not out.is_dir():
         raise UserError(f"output dir {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    candidates = _candidates(cfg)
     problems: dict = {}
     scored = bool(cfg.judge.enabled or cfg.score.scorers)
     names = ("dataset.jsonl", "rejected.jsonl") + (("scores.jsonl",) if scored else ())
@@ -251,7 +252,7 @@ def curate(cfg: CurateConfig) -> dict:
     stats = {"command": "curate", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg),
              "counts": counts, "instruction_mix": tally.summary(_seed_openers(cfg.input)), "engine": engine,
              "partial_input": partial, "unreadable_lines": problems or None, "filters": runner.settings(), "judge": judge_stats, "scores": score_stats, "source_run": _source_run(cfg.input),
-             "versions": runinfo.versions()}  # fmt: skip
+             "candidates": candidates, "versions": runinfo.versions()}  # fmt: skip
     runinfo.write_json(out / "stats.json", stats)
     if cfg.report:
         from revgen.publish.report import write as write_report
@@ -411,6 +412,21 @@ def _seed_openers(source: str) -> dict | None:
         return openers.load(adapter) if adapter else None
     except UserError:
         return None
+
+
+def _candidates(cfg: CurateConfig) -> dict | None:
+    """Candidates per passage of a synthesize run (--num-candidates, --openers) and whether this
+    curation chooses among them; keeping them all is said, not done silently."""
+    run = Path(cfg.input) / "run.json"
+    if not run.is_file():
+        return None
+    synth = json.loads(run.read_text()).get("config") or {}
+    n = int(synth.get("num_candidates") or 1) + int(synth.get("openers") or 0)
+    if n > 1 and not cfg.score.best_of_candidates:
+        log.warning("%s has %d candidate instructions per passage (synthesize --num-candidates/--openers) and this "
+                    "curation does not choose among them: every candidate is kept, so passages repeat. To keep the "
+                    "best-fitting one per passage: --preset openers (or score.best_of_candidates)", cfg.input, n)  # fmt: skip
+    return {"per_passage": n, "chosen": bool(cfg.score.best_of_candidates)} if n > 1 else None
 
 
 def _source_run(source: str) -> dict | None:

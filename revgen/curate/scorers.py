@@ -37,12 +37,15 @@ SCALES = {"rubric": (1, 5, "the rubric's expected score in [1, 5]"),
 
 def load_model(ref: str, dtype: str = "auto"):
     """``(model, tokenizer, dir)``: an adapter dir (base + adapter, merged), or a plain model."""
+    from revgen import dtypes
     from revgen.lm import load_causal_lm
-    from revgen.models import adapter_base_model, resolve_model
+    from revgen.models import adapter_base_model, merged_dir, resolve_model
 
     path = Path(ref)
     if (path / "adapter_config.json").is_file():
-        model, tok = load_causal_lm(adapter_base_model(path), str(path), dtype)
+        base = adapter_base_model(path)
+        made = merged_dir(path, base, dtypes.resolve(dtype, stage="score"), create=False)  # synthesis's merged copy
+        model, tok = load_causal_lm(str(made), None, dtype) if made else load_causal_lm(base, str(path), dtype)
         return model, tok, path
     model, tok = load_causal_lm(resolve_model(ref), None, dtype)
     return model, tok, None

@@ -128,6 +128,22 @@ def test_shared_prompts_score_as_one_pass_per_row(smol):
 
 
 @pytest.mark.slow
+def test_fit_scores_read_the_merged_copy_synthesis_made(trained_adapter):
+    """With synthesis's merged copy of the adapter in the cache, curation loads it instead of
+    merging again, and scores the same."""
+    from revgen.models import adapter_base_model, merged_dir
+
+    adapter = trained_adapter[0]
+    rec = [{"instruction": "What is the capital of France?", "output": "The capital of France is Paris."}]
+    fresh, _, _ = scorers.load_model(str(adapter), "float32")  # merged on the fly (or a copy already made)
+    made = merged_dir(adapter, adapter_base_model(adapter), "float32")
+    model, tok, d = scorers.load_model(str(adapter), "float32")
+    assert model.name_or_path == str(made) and d == adapter
+    a, b = scorers.PMI(fresh, tok, d).score(rec), scorers.PMI(model, tok, d).score(rec)
+    assert a[0]["pmi"] == pytest.approx(b[0]["pmi"], abs=1e-3)
+
+
+@pytest.mark.slow
 def test_ifd_and_cycle_prefer_true_pairs_to_shuffled_ones(smol, dolly_rows, trained_adapter):
     model, tok, _ = smol
     rows = [r for r in dolly_rows if not r["context"] and 20 < len(r["response"]) < 400][:10]
