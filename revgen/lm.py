@@ -65,14 +65,16 @@ class Scorer:
         units = [(p, g[k : k + cap]) for p, g in sorted(groups.items(), key=lambda x: len(x[0])) for k in range(0, len(g), cap)]
         out: list = [None] * len(seqs)
         batch: list[tuple] = []
-        for j, unit in enumerate(units):  # like lengths together
-            batch.append(unit)
-            if j == len(units) - 1 or len(batch) == self.batch_size or sum(len(u[1]) for u in batch) >= cap:
-                rows = [(g, i) for g, (_, members) in enumerate(batch) for i in members]
-                sums = self._batch([list(p) for p, _ in batch], [(g, seqs[i][0][seqs[i][1] :]) for g, i in rows])
-                for (_, i), v in zip(rows, sums):
+        rows = 0
+        for j, (prompt, members) in enumerate(units):  # like lengths together
+            batch.append((prompt, members))
+            rows += len(members)
+            if j == len(units) - 1 or len(batch) == self.batch_size or rows >= cap:
+                pairs = [(g, i) for g, (_, ms) in enumerate(batch) for i in ms]
+                sums = self._batch([list(p) for p, _ in batch], [(g, seqs[i][0][seqs[i][1] :]) for g, i in pairs])
+                for (_, i), v in zip(pairs, sums):
                     out[i] = (v, len(seqs[i][0]) - seqs[i][1])
-                batch = []
+                batch, rows = [], 0
         return out
 
     def _batch(self, prompts: list[list[int]], rows: list[tuple[int, list[int]]]) -> list[float]:
@@ -85,22 +87,22 @@ class Scorer:
         mask = torch.zeros_like(ids)
         for r, p in enumerate(prompts):  # left padding: every prompt ends at the last position
             ids[r, width - len(p) :], mask[r, width - len(p) :] = torch.tensor(p), 1
-        which = torch.tensor([g for g, _ in rows])
+        which = torch.tensor([g for g, _ in rows], device=device)
         span = max(len(c) for _, c in rows)
         cids = torch.full((len(rows), span), pad, dtype=torch.long)
         cmask = torch.zeros_like(cids)
         for r, (_, c) in enumerate(rows):  # right padding after the prompt
             cids[r, : len(c)], cmask[r, : len(c)] = torch.tensor(c), 1
         positions = torch.tensor([len(prompts[g]) for g, _ in rows])[:, None] + torch.arange(span)
+        ids, mask = ids.to(device), mask.to(device)
         with torch.inference_mode():
-            first = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                               position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True,
+            first = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0), use_cache=True,
                                logits_to_keep=1)  # fmt: skip
             cache = first.past_key_values
-            cache.reorder_cache(which.to(device))  # each row continues its own prompt's cache
-            rest = self.model(input_ids=cids.to(device), attention_mask=torch.cat([mask[which], cmask], 1).to(device),
+            cache.reorder_cache(which)  # each row continues its own prompt's cache
+            rest = self.model(input_ids=cids.to(device), attention_mask=torch.cat([mask[which], cmask.to(device)], 1),
                               position_ids=positions.to(device), past_key_values=cache).logits  # fmt: skip
             # the completion's first token is read off the prompt's last position, the others off their own
-            logits = torch.cat([first.logits[which.to(device), -1:], rest[:, :-1]], 1).float()
+            logits = torch.cat([first.logits[which, -1:], rest[:, :-1]], 1).float()
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), cids.to(device), reduction="none")
             return (nll * cmask.to(device)).sum(1).tolist()

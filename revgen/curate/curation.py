@@ -417,10 +417,10 @@ def _seed_openers(source: str) -> dict | None:
 def _candidates(cfg: CurateConfig) -> dict | None:
     """Candidates per passage of a synthesize run (--num-candidates, --openers) and whether this
     curation chooses among them; keeping them all is said, not done silently."""
-    run = Path(cfg.input) / "run.json"
-    if not run.is_file():
+    info = _run_info(cfg.input)
+    if info is None:
         return None
-    synth = json.loads(run.read_text()).get("config") or {}
+    synth = info.get("config") or {}
     n = int(synth.get("num_candidates") or 1) + int(synth.get("openers") or 0)
     if n > 1 and not cfg.score.best_of_candidates:
         log.warning("%s has %d candidate instructions per passage (synthesize --num-candidates/--openers) and this "
@@ -429,11 +429,16 @@ def _candidates(cfg: CurateConfig) -> dict | None:
     return {"per_passage": n, "chosen": bool(cfg.score.best_of_candidates)} if n > 1 else None
 
 
-def _source_run(source: str) -> dict | None:
+def _run_info(source: str) -> dict | None:
+    """The synthesize run's run.json, when the input is a synthesize dir."""
     run = Path(source) / "run.json"
-    if not run.is_file():
+    return json.loads(run.read_text()) if run.is_file() else None
+
+
+def _source_run(source: str) -> dict | None:
+    info = _run_info(source)
+    if info is None:
         return None
-    info = json.loads(run.read_text())
     return {k: info.get(k) for k in ("base_model", "adapter", "adapter_sha256", "backend", "sampling", "template", "counts")}
 
 
