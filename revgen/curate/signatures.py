@@ -71,7 +71,8 @@ class Signer(MinhashDedupSignature):
 
     def write_buckets(self, rows: np.ndarray, rank: int) -> None:
         """datatrove's per-band signature files for ``rows`` (row i: document i), sorted as its stage 1 sorts them."""
-        write_bands(self, rows.reshape(len(rows), self.config.num_buckets, -1), rank)
+        cfg = self.config  # explicit shape: a file whose records all failed the filters has no rows (-1 is ambiguous at 0)
+        write_bands(self, rows.reshape(len(rows), cfg.num_buckets, cfg.hashes_per_bucket), rank)
 
 
 def write_bands(signer: MinhashDedupSignature, bands: np.ndarray, rank: int) -> None:

@@ -141,6 +141,35 @@ def test_unreadable_shard_lines_are_counted_as_in_process(corpus, tmp_path):
     assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
 
 
+SHORT = [{"id": f"short{i}", "instruction": "What is it?", "input": "", "output": "A word."} for i in range(8)]
+SHAPES = {  # the shards a short or broken synthesis run can leave beside good ones
+    "all_filtered": SHORT,
+    "empty": b"",
+    "non_json": b"not json\n{also not\n",
+    "random_bytes": bytes(range(256)) * 4,
+    "torn": b'{"id": "t", "instruction": "Name',
+    "one_record": None,  # one good record
+}
+
+
+@pytest.mark.parametrize("tasks", [1, 4])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_odd_shards_give_the_in_process_bytes_and_counts(dolly_rows, tmp_path, shape, tasks):
+    good = [{"id": f"g{i}", "instruction": r["instruction"], "input": "", "output": r["response"]}
+            for i, r in enumerate(dolly_rows[:40])]  # fmt: skip
+    odd = SHAPES[shape] if SHAPES[shape] is not None else good[-1:]
+    src = tmp_path / "synth" / "shards"
+    src.mkdir(parents=True)
+    for k, content in enumerate([good[:20], odd, good[20:39]] if shape != "all_filtered" else [odd, odd]):
+        data = content if isinstance(content, bytes) else "".join(json.dumps(r) + "\n" for r in content).encode()
+        (src / f"{k:05d}.jsonl").write_bytes(data)
+    a = curate(cfg(src.parent, tmp_path / "a"))
+    b = curate(cfg(src.parent, tmp_path / "b", executor="local", tasks=tasks))
+    assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+    assert a["counts"] == b["counts"] and a["instruction_mix"] == b["instruction_mix"]
+    assert a["counts"]["total"] == a["counts"].get("kept", 0) + sum(v for k, v in a["counts"].items() if k.startswith("dropped/"))
+
+
 def test_bad_engine_settings_fail_clearly(corpus, tmp_path):
     with pytest.raises(UserError, match="engine.executor must be one of"):
         cfg(corpus, tmp_path, executor="spark")
