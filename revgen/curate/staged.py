@@ -235,10 +235,47 @@ def run(cfg, eng: EngineSettings, out: Path, problems: dict) -> dict:
     if eng.executor == "slurm" and _queued(work):  # a rerun before the jobs end must not submit them twice
         return {"submitted": str(logs)}
     log.info("curate on datatrove (%s): %d input files, %d tasks, work dir %s", eng.executor, len(files), tasks, work)
-    stages[-1].run()  # each executor runs what it depends on first
+    with children_die_with_parent():
+        stages[-1].run()  # each executor runs what it depends on first
     if eng.executor == "slurm" and stages[-1].get_incomplete_ranks(range(tasks)):
         return {"submitted": str(logs)}
     return _merge(files, work, out, problems, eng, tasks)
+
+
+_OWNER: list[int] = []  # the pid whose forked children must not outlive it (set while a staged run is on)
+
+
+def _on_fork() -> None:
+    """In a child forked during a staged run (datatrove's pool workers, its Manager's server): ask the kernel
+    to SIGKILL it when its parent dies, so a SIGKILLed ``revgen curate`` leaves nothing running."""
+    if not _OWNER or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = _OWNER[-1]
+    _OWNER[:] = [os.getpid()]  # its own children (a worker's) die with it in turn
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took hold
+        os._exit(1)
+
+
+class children_die_with_parent:
+    """While active, every process this one forks is killed by the kernel when this one dies."""
+
+    registered = False
+
+    def __enter__(self):
+        if not children_die_with_parent.registered:
+            os.register_at_fork(after_in_child=_on_fork)
+            children_die_with_parent.registered = True
+        _OWNER[:] = [os.getpid()]
+
+    def __exit__(self, *exc):
+        _OWNER.clear()
 
 
 def _queued(work: Path) -> list[str]:

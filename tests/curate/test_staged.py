@@ -128,6 +128,30 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_bytes(corpus, reference, tmp_
     assert outputs(out) == ref
 
 
+def test_sigkill_of_the_parent_alone_leaves_no_child_process_running(corpus, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "revgen", "curate", str(corpus), "-o", str(out), "--set", "report=false",
+           "--set", "engine.executor=local", "--set", "engine.tasks=2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    parent = psutil.Process(proc.pid)
+    deadline, children = time.time() + 120, []
+    while proc.poll() is None and time.time() < deadline:  # datatrove's Manager and pool workers are up
+        children = parent.children(recursive=True)
+        if len(children) >= 2 and (out / ".staged" / "logs").exists():
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None and len(children) >= 2, "the staged run ended before its workers could be seen"
+    os.kill(proc.pid, signal.SIGKILL)  # the parent only, as an OOM killer or `kill -9 PID` does
+    proc.wait()
+    _, alive = psutil.wait_procs(children, timeout=5)
+    try:
+        assert not alive, [(p.pid, p.cmdline()[:4]) for p in alive]
+    finally:
+        for p in alive:
+            p.kill()
+
+
 def test_unreadable_shard_lines_are_counted_as_in_process(corpus, tmp_path):
     src = tmp_path / "synth"
     shutil.copytree(corpus, src)
@@ -173,6 +197,11 @@ def test_odd_shards_give_the_in_process_bytes_and_counts(dolly_rows, tmp_path, s
 def test_bad_engine_settings_fail_clearly(corpus, tmp_path):
     with pytest.raises(UserError, match="engine.executor must be one of"):
         cfg(corpus, tmp_path, executor="spark")
+    from revgen import config as cfgmod
+
+    for key, value, what in (("tasks", -2, "tasks must be an integer >= 0"), ("workers", 0, "workers must be -1")):
+        with pytest.raises(UserError, match=what):  # checked where the recipe is read, before any stage runs
+            cfgmod.build(CurateConfig, {"input": str(corpus), "engine": {"executor": "local", key: value}})
     c = cfg(corpus, tmp_path, executor="local")
     with pytest.raises(UserError, match="judge, score and semantic dedup"):
         curate(replace(c, score=replace(c.score, scorers=["ifd"])))
