@@ -46,6 +46,9 @@ RULES = {
     # a key whose range belongs to its place ("Class.key") overrides the key's rule; None: the class
     # checks it itself (a selection threshold is on its score's scale: curate/scorers.py Selection)
     "Selection.threshold": None,
+    "EngineSettings.tasks": (lambda v: v >= 0, "an integer >= 0 (0: one task per input file)"),
+    "EngineSettings.workers": (lambda v: v == -1 or v >= 1, "-1 (all) or an integer >= 1"),
+    "openers": (lambda v: v >= 0, "an integer >= 0"),
 }  # fmt: skip
 
 # Keys whose value is one of a few names, checked for every config that has the key.
