@@ -71,6 +71,12 @@ def read_counts(path: str | Path, what: str) -> dict | None:
         return None
     try:
         counts = json.loads(path.read_text(encoding="utf-8"))["counts"]
-        return {str(k): int(v) for k, v in counts.items()}
+        items = list(counts.items())
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UserError(f"{path}: not {what} written by `revgen train` ({exc})") from None
+    for name, n in items:  # the counts become sampling weights: a bad one must not reach random.choices
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise UserError(f"{path}: counts[{name!r}] must be an integer >= 0, got {n!r}")
+    if items and not any(n for _, n in items):
+        raise UserError(f"{path}: every count is 0 (nothing to draw from)")
+    return {str(k): v for k, v in items}

@@ -81,6 +81,13 @@ def draw(counts: dict, k: int, seed: int, kinds: str = "any") -> list[str]:
     return first + _draw(questions, k - len(first), rng)
 
 
+def capacity(counts: dict, kinds: str = "any") -> int:
+    """How many distinct openers ``draw`` can give a segment: at most ``TOP`` per pool it draws from."""
+    if kinds != "both":
+        return min(TOP, len(counts))
+    return sum(min(TOP, len(_of_kind(counts, question=q))) for q in (False, True))
+
+
 def _draw(counts: dict, k: int, rng: random.Random) -> list[str]:
     pool, out = dict(Counter(counts).most_common(TOP)), []
     while pool and len(out) < k:

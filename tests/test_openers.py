@@ -161,3 +161,30 @@ def test_openers_need_an_adapter_that_learned_them(trained_adapter, tmp_path, do
     with pytest.raises(UserError, match="--openers needs .*openers.json"):
         synthesize(SynthConfig(corpus=str(corpus), adapter=str(adapter), output_dir=str(tmp_path / "o"),
                                backend="transformers", openers=2))  # fmt: skip
+
+
+def test_bad_openers_files_and_counts_are_one_error_before_any_model_loads(trained_adapter, tmp_path, dolly_rows):
+    import shutil
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(trained_adapter[0], adapter)
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": dolly_rows[0]["response"]}])
+
+    def run(**kw):
+        return synthesize(SynthConfig(corpus=str(corpus), adapter=str(adapter), output_dir=str(tmp_path / "o"),
+                                      backend="transformers", **kw))  # fmt: skip
+
+    most = openers.capacity(openers.load(adapter), "both")
+    with pytest.raises(UserError, match=rf"--openers 500: .*openers.json gives at most {most} .*--openers {most} or fewer"):
+        run(openers=500)  # run.json must never say 500 while fewer are drawn
+    good = json.loads((adapter / openers.FILE).read_text())
+    requests_only = {w: n for w, n in good["counts"].items() if not openers.opens_question(w.lower())}
+    (adapter / openers.FILE).write_text(json.dumps({**good, "counts": requests_only}))
+    with pytest.raises(UserError, match="--opener-kinds both: .*has no questions.*--opener-kinds any"):
+        run(openers=2)
+    for bad, what in (({"What": -3, "List": 5}, r"counts\['What'\] must be an integer >= 0, got -3"),
+                      ({"What": 1.5}, r"counts\['What'\] must be an integer"), ({"What": 0}, "every count is 0")):  # fmt: skip
+        (adapter / openers.FILE).write_text(json.dumps({**good, "counts": bad}))
+        with pytest.raises(UserError, match=rf"{adapter / openers.FILE}: {what}"):
+            run(openers=2)
+    assert not (tmp_path / "o" / "shards").exists()

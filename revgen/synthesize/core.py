@@ -165,4 +165,15 @@ def _openers(adapter: Path, n: int, kinds: str) -> dict | None:
     found = openers.restrict(found, kinds)
     if not found:
         raise UserError(f"{adapter}/{openers.FILE} has no openers of kind {kinds!r}")
+    where = f"{adapter}/{openers.FILE}"
+    if kinds == "both":
+        missing = [name for name, q in (("requests", False), ("questions", True))
+                   if not any(openers.opens_question(w.lower()) == q for w in found)]  # fmt: skip
+        if missing:
+            raise UserError(f"--opener-kinds both: {where} has no {missing[0]} among its openers; "
+                            "pass --opener-kinds any (or requests) to draw from what it has")  # fmt: skip
+    most = openers.capacity(found, kinds)
+    if n > most:
+        raise UserError(f"--openers {n}: {where} gives at most {most} distinct openers of kind {kinds!r} per "
+                        f"segment; pass --openers {most} or fewer")  # fmt: skip
     return found
