@@ -77,3 +77,13 @@ def test_parse_overrides():
 def test_config_hash_changes_with_config():
     assert cfgmod.config_hash(TrainConfig()) == cfgmod.config_hash(TrainConfig())
     assert cfgmod.config_hash(TrainConfig()) != cfgmod.config_hash(TrainConfig(seed=1))
+
+
+def test_trainer_values_are_typed_against_trl_before_it_sees_them():
+    from revgen.train.trainer import typed_trainer
+
+    # YAML 1.1 reads 2e-4 (no dot) as text: it is the number it spells; trl's richer types stay trl's
+    assert typed_trainer({"learning_rate": "2e-4", "optim": "adamw_torch", "max_steps": 3}) == {
+        "learning_rate": 2e-4, "optim": "adamw_torch", "max_steps": 3}
+    with pytest.raises(UserError, match="trainer: learning_rate must be float, got 'fast'"):
+        typed_trainer({"learning_rate": "fast"})

@@ -273,6 +273,11 @@ def test_train_refuses_to_replace_a_model_and_resumes_only_the_same_config(tmp_p
         train(cfg(data=str(bad), overwrite=True))
     with pytest.raises(UserError, match=r"trainer.per_device_train_batch_size must be an integer >= 1, got 0"):
         train(cfg(overwrite=True, trainer={"max_steps": 2, "per_device_train_batch_size": 0}))
+    for bad, what in (({"learning_rate": "fast"}, "trainer: learning_rate must be float, got 'fast'"),
+                      ({"max_steps": "ten"}, "trainer: max_steps must be int, got 'ten'"),
+                      ({"max_steps": 2, "bf16": "yes"}, "trainer: bf16 must be bool or null")):  # fmt: skip
+        with pytest.raises(UserError, match=what):  # typed before trl (and AdamW) see them
+            train(cfg(overwrite=True, trainer=bad))
     assert snapshot(tmp_path / "m") == finished
     with pytest.raises(UserError, match="already holds a trained model"):
         train(cfg())

@@ -190,7 +190,7 @@ def sft_config(cfg: TrainConfig, p: Plan, has_eval: bool, output_dir: str | None
         if (key.endswith("batch_size") or key == "gradient_accumulation_steps") and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UserError(f"trainer.{key} must be an integer >= 1, got {value!r}")
-    args.update(cfg.trainer)
+    args.update(typed_trainer(cfg.trainer))
     args.update(output_dir=output_dir or cfg.output_dir, max_length=cfg.max_length, packing=cfg.packing,
                 gradient_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed,
                 bf16=p.dtype == "bfloat16" or p.load_in_4bit, fp16=p.dtype == "float16",
@@ -199,6 +199,37 @@ def sft_config(cfg: TrainConfig, p: Plan, has_eval: bool, output_dir: str | None
         return SFTConfig(**args)
     except (TypeError, ValueError) as exc:  # an unknown or inconsistent trl option
         raise UserError(f"trainer: {str(exc).strip().splitlines()[0][:300]}") from None
+
+
+def typed_trainer(options: dict) -> dict:
+    """Each ``trainer:`` value of a plain type (numbers, flags, text, or none of them) has that type before
+    trl sees it: ``learning_rate: fast`` is one error naming the key, not a TypeError inside AdamW. A number
+    YAML read as text (``2e-4``: YAML 1.1 wants a dot) is read as the number it spells."""
+    import dataclasses
+    import typing
+
+    from trl import SFTConfig
+
+    from revgen.config import check_value
+
+    fields = {f.name: f.type for f in dataclasses.fields(SFTConfig)}
+    try:
+        hints = typing.get_type_hints(SFTConfig)
+    except Exception:  # an annotation this Python cannot resolve: fall back to the plain ones
+        hints = {k: v for k, v in fields.items() if not isinstance(v, str)}
+    plain, out = {int, float, bool, str, type(None)}, dict(options)
+    for key, value in options.items():
+        hint = hints.get(key)
+        args = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) else {hint}
+        if hint is None or not args <= plain or (str in args and len(args - {type(None)}) > 1):
+            continue  # trl's own richer types (enums, dicts, lists, unions with text) stay trl's to check
+        if float in args and isinstance(value, str):
+            try:
+                out[key] = value = float(value)
+            except ValueError:
+                pass
+        check_value(key, value, hint, "trainer")
+    return out
 
 
 def train(cfg: TrainConfig) -> dict:
