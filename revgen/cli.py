@@ -101,7 +101,7 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, da
     if data:
         caps = list(data_caps) + [None] * (len(data) - len(data_caps))
         tags = list(data_tags) + [None] * (len(data) - len(data_tags))
-        specs = [{"source": d, **({"max_rows": c} if c else {}), **({"tag": t} if t else {})}
+        specs = [{"source": d, **({"max_rows": c} if c else {}), **({"tag": t} if t is not None else {})}
                  for d, c, t in zip(data, caps, tags)]  # fmt: skip
         specs = [s if len(s) > 1 else s["source"] for s in specs]
         flags["data"] = specs[0] if specs == [data[0]] else specs

@@ -60,3 +60,10 @@ def test_bad_input_exits_non_zero_with_one_clear_line(tmp_path, args, message):
 
     assert re.search(message, res.output), res.output
     assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_an_empty_data_tag_on_the_command_line_is_refused_as_in_a_recipe(tmp_path):
+    rows = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "Name a river.", "response": "The Nile."}])
+    res = run("train", "--task", "forward", "--data", str(rows), "--data-tag", "", "-o", str(tmp_path / "m"))
+    assert res.exit_code != 0 and "data[0].tag must be seed, augmented or the tag's own text" in res.output
+    assert not (tmp_path / "m").exists()
