@@ -151,6 +151,7 @@ def render(path: str | Path, *, license: str | None = None, language: list[str] 
     )  # fmt: skip
     examples = [json.dumps(_shorten(r), ensure_ascii=False) for r, _ in zip(run.rows(), range(3))]
     first = json.loads(examples[0]) if examples else {}
+    import jinja2
     import yaml
 
     try:
@@ -168,6 +169,10 @@ def render(path: str | Path, *, license: str | None = None, language: list[str] 
         )  # fmt: skip
     except (yaml.YAMLError, ValueError) as exc:  # a template whose own YAML header is broken
         raise UserError(f"card template {template or TEMPLATE}: its YAML header does not parse ({str(exc)[:200]})") from None
+    except jinja2.TemplateError as exc:  # a template whose Jinja does not parse or render
+        line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        raise UserError(f"card template {template or TEMPLATE}{line}: not a valid Jinja template "
+                        f"({exc.message or type(exc).__name__})") from None  # fmt: skip
     _check_metadata(str(card), template or TEMPLATE)
     return card
 

@@ -186,6 +186,11 @@ def test_a_card_template_with_broken_yaml_fails_instead_of_writing_empty_metadat
     headless.write_text("# {{ pretty_name }}\n")  # no metadata header at all
     with pytest.raises(UserError, match="no YAML metadata header"):
         card.write(run_dirs[1], license="cc-by-sa-3.0", template=str(headless))
+    for n, body in enumerate(("---\n{{ card_data }}\n---\n# {{ pretty_name }\n", "---\n{{ card_data }}\n---\n{% for x in %}\n")):
+        broken = tmp_path / f"j{n}.md"
+        broken.write_text(body)  # a Jinja syntax error: one line naming the file and line, no card written
+        with pytest.raises(UserError, match=rf"card template .*j{n}.md line 4: not a valid Jinja template"):
+            card.write(run_dirs[1], license="cc-by-sa-3.0", template=str(broken))
 
 
 def test_card_of_rewritten_data_says_so_with_model_prompt_and_counts(run_dirs, base_model, tmp_path):
