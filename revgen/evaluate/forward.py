@@ -157,6 +157,8 @@ def evaluate_forward(cfg: ForwardEvalConfig) -> dict:
         raise UserError(f"{cfg.model_dir} has no heldout.jsonl; pass --data with held-out pairs")
     rows = load_forward_rows(data)[0][: cfg.max_rows]
     systems = {"A": cfg.model_dir} | ({"B": cfg.against} if cfg.against else {})
+    for ref in systems.values():  # every system resolves (folder, adapter, template) before any model loads
+        resolve_system(ref, cfg.template, cfg.tag)
     scored = {name: score_rows(ref, rows, cfg) for name, ref in systems.items()}
     info = {"command": "eval", "task": "forward", "config": cfgmod.to_dict(cfg), "config_hash": cfgmod.config_hash(cfg),
             "data": data, "rows": len(rows),

@@ -178,6 +178,14 @@ def test_forward_training_moves_loss_and_its_nll_prefers_true_pairs(trained_forw
     a_nll = [e["nll"] for e in map(json.loads, lines) if e["system"] == "A"]
     assert [r["nll"] for r in seed_mode] == pytest.approx(a_nll, abs=1e-5)  # by default: the seed tag
     assert all(abs(x["nll"] - y["nll"]) > 1e-4 for x, y in zip(seed_mode, web_mode))
+    # a missing B is one error before model A loads and scores (seconds, not minutes)
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(UserError, match="neither a local folder nor a Hub id"):
+        evaluate_forward(ForwardEvalConfig(model_dir=str(out), against=str(tmp_path / "missing" / "m"), data=str(train_file),
+                                           output_dir=str(tmp_path / "ev2")))  # fmt: skip
+    assert time.perf_counter() - started < 5 and not (tmp_path / "ev2").exists()
 
 
 def test_instruction_mix_counts_questions_requests_and_their_distance():
