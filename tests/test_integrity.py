@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -319,3 +320,47 @@ def test_killed_vllm_synthesize_leaves_no_engine_process(trained_adapter, dolly_
     time.sleep(3)
     left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert not left, f"processes of the killed run are still alive: {left}"
+
+
+def test_a_ray_address_nobody_answers_at_fails_in_seconds(tmp_path):
+    import time
+
+    from revgen.curate.curation import CurateConfig, curate
+    from revgen.curate.staged import EngineSettings
+    from revgen.reach import check_ray_address
+
+    src = tmp_path / "synth" / "shards"
+    src.mkdir(parents=True)
+    (src / "00000.jsonl").write_text(json.dumps({"id": "a", "instruction": "Name a river.", "input": "",
+                                                 "output": "The Nile is the longest river in Africa."}) + "\n")  # fmt: skip
+    started = time.perf_counter()
+    for address in ("ray://127.0.0.1:9", "127.0.0.1:9"):
+        with pytest.raises(UserError, match=f"engine.ray_address '{address}': nothing answers at 127.0.0.1:9"):
+            curate(CurateConfig(input=str(src.parent), output_dir=str(tmp_path / "o"), report=False,
+                                engine=EngineSettings(executor="ray", ray_address=address)))  # fmt: skip
+    assert time.perf_counter() - started < 10
+    with pytest.raises(UserError, match="expected HOST:PORT"):
+        check_ray_address("ray://", "ray_address")
+    check_ray_address("auto", "ray_address")  # Ray finds its own
+
+
+def test_a_file_size_limit_while_saving_the_model_is_one_error_and_a_rerun_finishes(tmp_path, base_model):
+    import resource
+    import signal
+
+    def limited():  # what `ulimit -f` does: writes past 400 kB fail with EFBIG (SIGXFSZ ignored, as shells do)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+
+    out = tmp_path / "m"
+    cmd = [sys.executable, "-m", "revgen", "train", "--model", base_model, "-o", str(out), "--max-steps", "1",
+           "--set", "max_rows=8", "--set", "max_length=64", "--set", "lora.r=4", "--set", "lora.target_modules=[q_proj]",
+           "--set", "trainer.per_device_train_batch_size=2", "--set", "trainer.save_steps=1000"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, preexec_fn=limited, env=env)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert f"could not write the model or a checkpoint into {out}" in res.stderr and "rerun the same command" in res.stderr
+    assert not (out / "run.json").exists()  # not taken for a finished model
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "run.json").read_text())["steps"] == 1

@@ -309,6 +309,9 @@ def _check_work(work: Path, cfg, files):
 
 
 def _ray_init(eng: EngineSettings):
+    from revgen.reach import check_ray_address
+
+    check_ray_address(eng.ray_address, "engine.ray_address")  # before ray.init's 30 s of retries
     import ray
 
     if not ray.is_initialized():

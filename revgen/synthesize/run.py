@@ -132,6 +132,10 @@ def synthesize(cfg: SynthConfig) -> dict:
         raise UserError(f"{adapter} is not an adapter directory from `revgen train` (no adapter_config.json)")
     if cfg.executor not in ("local", "ray"):
         raise UserError(f"executor must be 'local' or 'ray', got {cfg.executor!r}")
+    if cfg.executor == "ray":  # an address nobody answers at fails now, not after ray.init's 30 s of retries
+        from revgen.reach import check_ray_address
+
+        check_ray_address(cfg.ray_address, "ray_address")
     if cfg.data_parallel < 1:
         raise UserError(f"data_parallel must be at least 1, got {cfg.data_parallel}")
     check_remote_code(cfg.engine, cfg.trust_remote_code)

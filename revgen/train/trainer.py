@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import random
+import shutil
 import sys
 import time
 from collections import Counter
@@ -232,6 +233,28 @@ def typed_trainer(options: dict) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def _saving(out: Path):
+    """A full disk or a file-size limit while a checkpoint or the trained model is written: one error, and the
+    model is not taken as finished (run.json comes after), so the same command trains again or resumes from the
+    last whole checkpoint."""
+    try:
+        yield
+    except Exception as exc:  # OSError from Python's writes, SafetensorError from the adapter's
+        text = str(exc)
+        errno_ = getattr(exc, "errno", None)
+        if errno_ not in (27, 28, 122) and not any(s in text for s in ("File too large", "No space left", "quota")):
+            raise
+        for torn in out.glob("checkpoint-*"):  # the one being written: transformers writes trainer_state.json last
+            if not (torn / "trainer_state.json").is_file():
+                shutil.rmtree(torn, ignore_errors=True)
+        kept = sorted((p.name for p in out.glob("checkpoint-*")), key=lambda n: int(n.rsplit("-", 1)[1]))
+        then = f"rerun the same command: it resumes from {kept[-1]}" if kept else "rerun the same command"
+        first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+        raise UserError(f"could not write the model or a checkpoint into {out}: {first} (a full disk or a file-size limit); "
+                        f"make room, then {then}") from None
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train, save adapter + tokenizer + template + run.json into ``cfg.output_dir``."""
     from datasets import Dataset
@@ -282,17 +305,18 @@ def train(cfg: TrainConfig) -> dict:
     if resume_step is not None:
         log.info("resuming from %s/checkpoint-%d (step %d)", out, resume_step, resume_step)
     # transformers prints its log dicts to stdout
-    with contextlib.redirect_stdout(sys.stderr), fused_head.labelled_positions_only(p.device) as head_positions:
+    with _saving(out), contextlib.redirect_stdout(sys.stderr), fused_head.labelled_positions_only(p.device) as head_positions:
         result = trainer.train(resume_from_checkpoint=True if resume_step is not None else None)
 
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
-    template.save(out)
-    types = dict(Counter(x["category"] for x in train_pairs)) if cfg.task_types else None
-    if types:
-        tasktypes.save(out, types)
-    if cfg.task == "backward":  # the seed's first words, for `synthesize --openers` (revgen/openers.py)
-        openers.save(out, openers.learn(tasktypes.split(x["completion"])[1] for x in train_pairs))
+    with _saving(out):
+        trainer.save_model(str(out))
+        tokenizer.save_pretrained(str(out))
+        template.save(out)
+        types = dict(Counter(x["category"] for x in train_pairs)) if cfg.task_types else None
+        if types:
+            tasktypes.save(out, types)
+        if cfg.task == "backward":  # the seed's first words, for `synthesize --openers` (revgen/openers.py)
+            openers.save(out, openers.learn(tasktypes.split(x["completion"])[1] for x in train_pairs))
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
