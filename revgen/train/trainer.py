@@ -206,22 +206,22 @@ def typed_trainer(options: dict) -> dict:
     """Each ``trainer:`` value of a plain type (numbers, flags, text, or none of them) has that type before
     trl sees it: ``learning_rate: fast`` is one error naming the key, not a TypeError inside AdamW. A number
     YAML read as text (``2e-4``: YAML 1.1 wants a dot) is read as the number it spells."""
-    import dataclasses
+    import types
     import typing
 
     from trl import SFTConfig
 
     from revgen.config import check_value
 
-    fields = {f.name: f.type for f in dataclasses.fields(SFTConfig)}
     try:
         hints = typing.get_type_hints(SFTConfig)
-    except Exception:  # an annotation this Python cannot resolve: fall back to the plain ones
-        hints = {k: v for k, v in fields.items() if not isinstance(v, str)}
+    except Exception:  # an annotation this Python cannot resolve: fall back to the resolved ones
+        hints = {f.name: f.type for f in dataclasses.fields(SFTConfig) if not isinstance(f.type, str)}
     plain, out = {int, float, bool, str, type(None)}, dict(options)
     for key, value in options.items():
         hint = hints.get(key)
-        args = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) else {hint}
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        args = set(typing.get_args(hint)) if union else {hint}
         if hint is None or not args <= plain or (str in args and len(args - {type(None)}) > 1):
             continue  # trl's own richer types (enums, dicts, lists, unions with text) stay trl's to check
         if float in args and isinstance(value, str):
