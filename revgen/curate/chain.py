@@ -7,7 +7,8 @@ from pathlib import Path
 
 from revgen import shards
 from revgen.curate.dedup import ExactDedup, NearDedup
-from revgen.curate.filters import GopherQuality, instruction_filters
+from revgen.curate.filters import instruction_filters
+from revgen.curate.filters.output import output_filters
 from revgen.errors import UserError
 from revgen.io import iter_jsonl
 
@@ -47,13 +48,7 @@ def export(record: dict, fmt: str) -> dict:
 
 def build_filters(cfg, dedup: bool = True) -> list:
     chain = instruction_filters(**asdict(cfg.instruction))
-    if cfg.language.enabled:
-        from revgen.curate.filters.language import LanguageMismatch
-
-        chain.append(LanguageMismatch(cfg.language.min_confidence, cfg.language.allowed, cfg.language.languages))
-    g = asdict(cfg.gopher)
-    if g.pop("enabled"):
-        chain.append(GopherQuality(field="output", **g))
+    chain += output_filters(cfg.gopher, cfg.language)
     d = cfg.dedup
     if not dedup:  # the staged path dedups across files from datatrove's stages
         return chain

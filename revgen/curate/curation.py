@@ -20,6 +20,7 @@ from revgen import config as cfgmod
 from revgen import dtypes, runinfo, shards
 from revgen.curate.chain import FORMATS, build_filters, export, read_records
 from revgen.curate.filters import FilterRunner
+from revgen.curate.filters.output import GopherSettings, LanguageSettings
 from revgen.curate.staged import EXECUTORS, EngineSettings
 from revgen.errors import UserError
 from revgen.evaluate.mix import Tally
@@ -38,29 +39,6 @@ class InstructionFilterSettings:
     copy_ngram: int = 3
     max_copy_overlap: float | None = 0.6
     not_instruction: bool = True
-
-
-@dataclass
-class LanguageSettings:
-    # instruction and output in different languages (lingua, offline). Off by default: high
-    # accuracy costs ~14 ms per record on one core; limit `languages` to speed it up.
-    enabled: bool = False
-    min_confidence: float = 0.5  # both sides must be identified at least this surely to drop
-    allowed: list | None = None  # e.g. [english]: also drop outputs confidently in other languages
-    languages: list | None = None  # candidate languages (default: all lingua knows)
-
-
-@dataclass
-class GopherSettings:
-    enabled: bool = True
-    min_words: int | None = 20  # Gopher's 50 is for web documents; segments are shorter
-    max_words: int | None = 100_000
-    min_mean_word_length: float | None = 3
-    max_mean_word_length: float | None = 10
-    min_alpha_ratio: float | None = 0.8
-    min_stop_words: int | None = 2
-    max_duplicate_line_ratio: float | None = 0.3
-    max_top_2gram_ratio: float | None = 0.2
 
 
 @dataclass
