@@ -134,6 +134,7 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, da
 @click.option("--concurrency", type=int, help="--backend openai: requests in flight (default 16).")
 @click.option("--merge/--no-merge", default=None, help="Merge the adapter first (default: on CPU only).")
 @click.option("--text-field", help="Field holding the text in jsonl/parquet/Hub rows (default 'text').")
+@click.option("--html-field", help="Field holding HTML in jsonl/parquet/Hub rows (extracted with trafilatura).")
 @click.option("--id-field", help="Field holding a stable document id (default: a content hash).")
 @click.option("--txt-mode", type=click.Choice(["document", "paragraphs"]), help=".txt: one doc each, or per paragraph.")
 @click.option("--on-bad-row", type=click.Choice(["error", "skip"]), help="Stop at a bad row, or count and skip it.")
@@ -160,11 +161,17 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, da
 @click.option("--ray-address", help="An existing Ray cluster (default: start a local one).")
 @click.option("--trust-remote-code", is_flag=True, default=None,
               help="Let the model's own Python code run (off by default; logged and recorded in run.json).")
+@click.option("--select", "select_preset", type=click.Choice(["default", "clean", "short-answers", "keep-tables", "off"]),
+              help="Passages judged before generation: default (page chrome, tables, curate's output checks), clean "
+                   "(no line pass), short-answers, keep-tables, off (generate for every segment).")
+@click.option("--dry-run", is_flag=True, help="Count documents, segments, selected passages and prompt tokens, and "
+              "estimate generated tokens and wall time from a short probe; writes nothing.")
+@click.option("--probe", type=int, default=32, show_default=True, help="--dry-run: passages the probe generates for.")
 @push_opt
 @private_opt
 @license_opt
 @set_opt
-def synthesize(recipe, sets, greedy, push_to, private, license_, **flags) -> None:
+def synthesize(recipe, sets, greedy, push_to, private, license_, select_preset, dry_run, probe, **flags) -> None:
     """Generate instructions for CORPUS (file, folder or Hub id) with the backward model."""
     from revgen.synthesize.run import SynthConfig
     from revgen.synthesize.run import synthesize as run
@@ -174,7 +181,20 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, **flags) -> Non
         if flags.get("temperature") not in (None, 0) or flags.get("top_p") is not None:
             raise click.UsageError("--greedy conflicts with --temperature/--top-p: greedy decoding samples nothing")
         overrides["temperature"] = 0.0
+    if select_preset:
+        overrides = cfgmod.merge({"select": {"preset": None if select_preset == "default" else select_preset}},
+                                 overrides)  # fmt: skip
+    if recipe:  # selection drops what the recipe's curation would, no more
+        from revgen.synthesize.select import follow_curate
+
+        overrides = cfgmod.merge(follow_curate(cfgmod.read_recipe(recipe).get("synthesize") or {},
+                                               cfgmod.read_recipe(recipe).get("curate")), overrides)  # fmt: skip
     cfg = cfgmod.load(SynthConfig, "synthesize", recipe, overrides)
+    if dry_run:
+        from revgen.synthesize.run import dry_run as estimate
+
+        click.echo(json.dumps(estimate(cfg, probe), indent=1))
+        return
     info = run(cfg)
     click.echo(json.dumps(info["counts"]))
     click.echo(f"records: {cfg.output_dir}/shards", err=True)

@@ -126,6 +126,10 @@ def plan(recipe: str | Path, start: str | None = None, until: str | None = None)
                     else "which is not a stage of this recipe"))  # fmt: skip
         dirs[name] = str(root / name)
         values = copy.deepcopy(sections.get(KINDS[item["kind"]]) or {}) if KINDS[item["kind"]] else {}
+        if item["kind"] == "synthesize":  # selection drops what the recipe's curation would, no more
+            from revgen.synthesize.select import follow_curate
+
+            values = follow_curate(values, sections.get("curate"))
         values = cfgmod.merge(values, _resolve(item.get("set") or {}, dirs))
         key = "path" if item["kind"] == "card" else "output_dir"
         values[key] = dirs[name] if item["kind"] != "card" else values.get("path", dirs[inputs[0]] if inputs else "")

@@ -19,6 +19,7 @@ from revgen import cli, shards
 from revgen.curate.curation import CurateConfig, curate
 from revgen.errors import UserError
 from revgen.synthesize.run import SynthConfig, synthesize
+from revgen.synthesize.select import SelectSettings
 from tests.helpers import write_jsonl
 
 RECIPE = str(Path(__file__).resolve().parent.parent / "recipes" / "smollm2-135m-cpu.yaml")
@@ -110,7 +111,8 @@ def bad_inputs(tmp_path_factory, trained_adapter, dolly_rows):
     (tmp / "fake.parquet").write_text("this is not parquet\n")
     write_jsonl(tmp / "notpairs.jsonl", [{"title": "x", "body": "y"}])
     write_jsonl(tmp / "recs.jsonl", [{"instruction": "Name a river.", "output": "The Nile is a river."}])
-    corpus = write_jsonl(tmp / "c.jsonl", [{"text": r["response"]} for r in dolly_rows[200:202]])
+    long = [r["response"] for r in dolly_rows[200:] if len(r["response"].split()) >= 40][:2]  # selection keeps them
+    corpus = write_jsonl(tmp / "c.jsonl", [{"text": t} for t in long])
     broken = Path(shutil.copytree(trained_adapter[0], tmp / "broken-adapter"))
     weights = broken / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated
@@ -166,7 +168,8 @@ def test_set_null_sets_null_and_turns_steps_off():
 
 def synth(adapter, corpus, out, **kw):
     cfg = dict(corpus=str(corpus), adapter=str(adapter), output_dir=str(out), backend="transformers",
-               temperature=0.0, max_new_tokens=12, batch_size=4, micro_batch_size=4, shard_size=2, min_words=5)  # fmt: skip
+               temperature=0.0, max_new_tokens=12, batch_size=4, micro_batch_size=4, shard_size=2, min_words=5,
+               select=SelectSettings(enabled=False))  # short texts on purpose: every one is generated for  # fmt: skip
     return synthesize(SynthConfig(**{**cfg, **kw}))
 
 

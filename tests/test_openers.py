@@ -50,7 +50,7 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
                       openers=2)  # fmt: skip
     info = synthesize(cfg)
     rows = list(shards.iter_records(out)) + list(shards.iter_records(out, dropped=True))
-    assert len(rows) == 3 * info["counts"]["segments"]  # one free + two forced per segment, nothing vanishes
+    assert len(rows) == 3 * info["counts"]["selected"]  # one free + two forced per selected segment, nothing vanishes
     by_seg: dict = {}
     for r in rows:
         by_seg.setdefault(r["meta"]["segment_id"], []).append(r)

@@ -59,7 +59,7 @@ def test_forced_types_follow_the_mix_and_are_recorded(typed_adapter):
     batch = [(f"u{i}", Doc, 0, f"Passage number {i} lists sparrows, robins and trout.") for i in range(8)]
     gen = get_generator("transformers", ctx.base, str(out), merge=False, dtype="float32", batch_size=8).load()
     try:
-        kept, dropped, _ = generate_batch(ctx, gen, 0, batch)
+        kept, dropped, _, _ = generate_batch(ctx, gen, 0, batch)
         again = generate_batch(ctx, gen, 0, batch)
     finally:
         gen.close()

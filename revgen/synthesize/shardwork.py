@@ -25,9 +25,10 @@ def segment_seed(seed: int, shard: int, unit: str) -> int:
     return xxhash.xxh64_intdigest(f"{seed}:{shard}:{unit}".encode()) % (2**31)
 
 
-def units(doc, segments: list[str], seen: dict, counts: dict):
+def units(doc, segments: list[str], seen: dict, counts: dict, selector=None):
     """(unit id, doc, segment index, text) for a document's segments; a repeated unit (same id, same
-    text) is counted, not yielded; the same id with other text is an error (ids must name one text)."""
+    text) is counted, not yielded; the same id with other text is an error (ids must name one text).
+    A ``selector`` (select.py) leaves out the passages it drops (their ids stay unused)."""
     for i, text in enumerate(segments):
         unit = f"{doc.id}:{i}"
         digest = xxhash.xxh64_intdigest(text.encode("utf-8"))
@@ -42,7 +43,8 @@ def units(doc, segments: list[str], seen: dict, counts: dict):
             counts["duplicate_segments"] += 1
             continue
         seen[unit] = (digest, doc.source)
-        yield unit, doc, i, text
+        if selector is None or selector(unit, doc, text):
+            yield unit, doc, i, text
 
 
 def _unit(row: dict) -> str:
@@ -57,6 +59,7 @@ class ShardWriter:
         self.ctx, self.shard_dir, self.progress = ctx, shard_dir, progress
         self.generator = None
         self.generate_s = 0.0  # time inside the generator, model loading excluded
+        self.prompt_tokens = 0  # prompt tokens of this run's generate calls (a prompt with n candidates once)
 
     def shard(self, index: int, items: list) -> None:
         batches = pending_batches(self.ctx.cfg, self.shard_dir, index, items, self.progress)
@@ -64,7 +67,8 @@ class ShardWriter:
             if self.generator is None:
                 self.generator = load_generator(self.ctx)
             t = time.perf_counter()
-            kept, dropped, tokens = generate_batch(self.ctx, self.generator, index, batch)
+            kept, dropped, tokens, prompts = generate_batch(self.ctx, self.generator, index, batch)
+            self.prompt_tokens += prompts
             self.generate_s += time.perf_counter() - t
             write_batch(self.shard_dir, index, kept, dropped)
             self.progress.update(len(kept), tokens)
@@ -93,22 +97,38 @@ def write_batch(shard_dir: Path, index: int, kept: list, dropped: list) -> None:
     shards.append(dropped_path, dropped)
 
 
-def generate_batch(ctx, generator, index: int, batch: list) -> tuple[list, list, int]:
-    """Records and dropped lines for one batch of (unit, doc, segment, text) items, and tokens generated:
-    ``num_candidates`` free candidates per segment, then ``openers`` candidates begun with a seed opener."""
-    cfg, template, meta_base = ctx.cfg, ctx.template, ctx.meta
+def batch_prompts(ctx, index: int, batch: list) -> dict:
+    """The exact prompts a batch generates from: per segment its seed, forced type and free prompt;
+    per opener candidate its (segment, slot, opener), prompt and seed. The dry run counts these."""
+    cfg, template = ctx.cfg, ctx.template
     seeds = [segment_seed(cfg.seed, index, unit) for unit, *_ in batch]
     forced = [tasktypes.draw(ctx.task_mix, seed) if ctx.task_mix else None for seed in seeds]
     heads = [template.prompt(text) + (tasktypes.prefix(t) if t else "") for (_, _, _, text), t in zip(batch, forced)]
-    results = generator.generate([encode_prompt(ctx.tokenizer, h) for h in heads], ctx.sampling, seeds)
-    rows = [[(c, None) for c in cands] for cands in results]
+    jobs = []
     if ctx.openers:
         picks = [openers.draw(ctx.openers, cfg.openers, seed, cfg.opener_kinds) for seed in seeds]
         jobs = [(i, j, w) for i, ws in enumerate(picks) for j, w in enumerate(ws)]
-        prompts = [encode_prompt(ctx.tokenizer, heads[i] + (" " if forced[i] else "") + w) for i, _, w in jobs]
+    return {"seeds": seeds, "forced": forced, "free": [encode_prompt(ctx.tokenizer, h) for h in heads], "jobs": jobs,
+            "openers": [encode_prompt(ctx.tokenizer, heads[i] + (" " if forced[i] else "") + w) for i, _, w in jobs],
+            "opener_seeds": [segment_seed(cfg.seed, index, f"{batch[i][0]}#opener{j}") for i, j, _ in jobs]}
+
+
+def prompt_tokens(prompts: dict) -> int:
+    return sum(map(len, prompts["free"])) + sum(map(len, prompts["openers"]))
+
+
+def generate_batch(ctx, generator, index: int, batch: list) -> tuple[list, list, int, int]:
+    """Records and dropped lines for one batch of (unit, doc, segment, text) items, tokens generated and
+    prompt tokens: ``num_candidates`` free candidates per segment, then ``openers`` candidates begun with
+    a seed opener."""
+    cfg, meta_base = ctx.cfg, ctx.meta
+    p = batch_prompts(ctx, index, batch)
+    seeds, forced, jobs = p["seeds"], p["forced"], p["jobs"]
+    results = generator.generate(p["free"], ctx.sampling, seeds)
+    rows = [[(c, None) for c in cands] for cands in results]
+    if jobs:
         one = dataclasses.replace(ctx.sampling, n=1)
-        outs = generator.generate(prompts, one, [segment_seed(cfg.seed, index, f"{batch[i][0]}#opener{j}") for i, j, _ in jobs])
-        for (i, _, w), cands in zip(jobs, outs):
+        for (i, _, w), cands in zip(jobs, generator.generate(p["openers"], one, p["opener_seeds"])):
             rows[i].extend((c, w) for c in cands)
     kept, dropped = [], []
     for (unit, doc, seg, text), seed, cands, force in zip(batch, seeds, rows, forced):
@@ -130,7 +150,7 @@ def generate_batch(ctx, generator, index: int, batch: list) -> tuple[list, list,
             else:
                 kept.append({"id": f"{unit}:{k}", "instruction": instruction, "input": "", "output": text,
                              "meta": meta})  # fmt: skip
-    return kept, dropped, sum(c.n_tokens for cands in rows for c, _ in cands)
+    return kept, dropped, sum(c.n_tokens for cands in rows for c, _ in cands), prompt_tokens(p)
 
 
 def load_generator(ctx):

@@ -16,6 +16,7 @@ from revgen.cli import cli
 from revgen.errors import UserError
 from revgen.prompts import encode_prompt, get_template
 from revgen.synthesize.run import SynthConfig, synthesize
+from revgen.synthesize.select import SelectSettings
 from tests.helpers import write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -45,9 +46,15 @@ def test_records_are_alpaca_with_provenance_and_counts_add_up(reference, trained
     records, dropped = list(shards.iter_records(out)), list(shards.iter_records(out, dropped=True))
     c = info["counts"]
     assert c["records"] == len(records) > 0 and c["segments"] >= 10
-    assert c["segments"] == len(records) + len(dropped)  # one candidate each: nothing vanishes
+    assert c["selected"] == len(records) + len(dropped)  # one candidate each: nothing vanishes
+    left_out = [json.loads(line) for line in (out / "segments.dropped.jsonl").open()]
+    select_drops = sum(v for k, v in c.items() if k.startswith("select/"))
+    assert c["segments"] == c["selected"] + select_drops == c["selected"] + sum("segment_id" in d for d in left_out)
+    assert {d["reason"] for d in left_out if "segment_id" in d} <= {k.split("/", 1)[1] for k in c if k.startswith("select/")}
     assert c["documents"] == 16 and c["segments"] + c["skipped_short"] >= 16  # long documents split
-    assert c["shards"] == math.ceil(c["segments"] / 5) == len(list((out / "shards").glob("*.done")))
+    assert c["shards"] == math.ceil(c["selected"] / 5) == len(list((out / "shards").glob("*.done")))
+    generated = records + dropped  # one prompt per segment: the run's prompt tokens are its records'
+    assert info["prompt_tokens_this_run"] == sum(r["meta"]["prompt_tokens"] for r in generated)
     template = get_template(str(adapter))
     for r in records:
         assert {k: type(r[k]) for k in ("instruction", "input", "output")} == {"instruction": str, "input": str, "output": str}
@@ -65,7 +72,7 @@ def test_records_are_alpaca_with_provenance_and_counts_add_up(reference, trained
 def test_candidates_get_distinct_seeds_per_segment(trained_adapter, corpus, tmp_path):
     info = run(trained_adapter[0], corpus, tmp_path, temperature=0.7, num_candidates=2, max_docs=4)
     rows = list(shards.iter_records(tmp_path)) + list(shards.iter_records(tmp_path, dropped=True))
-    assert len(rows) == 2 * info["counts"]["segments"]
+    assert len(rows) == 2 * info["counts"]["selected"]
     assert sorted({r["id"][-2:] for r in rows}) == [":0", ":1"]
     seeds = {r["meta"]["segment_id"]: r["meta"]["seed"] for r in rows}
     assert len(set(seeds.values())) == len(seeds)
@@ -113,23 +120,31 @@ def test_concurrent_run_is_refused(trained_adapter, corpus, tmp_path):
 
 
 def test_resume_with_another_config_is_refused_unless_overwrite(trained_adapter, corpus, tmp_path):
-    run(trained_adapter[0], corpus, tmp_path, max_docs=2)
+    run(trained_adapter[0], corpus, tmp_path, max_docs=2, select=SelectSettings(enabled=False))
+    with pytest.raises(UserError, match="made differently.*select:.*--overwrite"):  # selection changes the records
+        run(trained_adapter[0], corpus, tmp_path, max_docs=2)
+    run(trained_adapter[0], corpus, tmp_path, max_docs=2, overwrite=True, select=SelectSettings(enabled=False))
     with pytest.raises(UserError, match="made differently.*max_new_tokens: 32 -> 16.*--overwrite"):
-        run(trained_adapter[0], corpus, tmp_path, max_docs=2, max_new_tokens=16)
-    info = run(trained_adapter[0], corpus, tmp_path, max_docs=2, max_new_tokens=16, overwrite=True)
+        run(trained_adapter[0], corpus, tmp_path, max_docs=2, max_new_tokens=16, select=SelectSettings(enabled=False))
+    info = run(trained_adapter[0], corpus, tmp_path, max_docs=2, max_new_tokens=16, overwrite=True, select=SelectSettings(enabled=False))
     assert info["config"]["max_new_tokens"] == 16
     assert all(r["meta"]["sampling"]["max_new_tokens"] == 16 for r in shards.iter_records(tmp_path))
-    again = run(trained_adapter[0], corpus, tmp_path, max_docs=2, max_new_tokens=16, batch_size=1)
+    again = run(trained_adapter[0], corpus, tmp_path, max_docs=2, max_new_tokens=16, batch_size=1, select=SelectSettings(enabled=False))
     assert again["counts"]["records"] == info["counts"]["records"]  # batch size may change on resume
 
 
 def test_bad_row_mid_corpus_stops_clearly_and_keeps_what_was_written(trained_adapter, dolly_rows, tmp_path):
-    rows = [{"text": r["response"]} for r in dolly_rows[200:206] if len(r["response"].split()) >= 8][:3]
+    rows = [{"text": r["response"]} for r in dolly_rows[200:260] if len(r["response"].split()) >= 40][:3]  # all selected
     corpus = write_jsonl(tmp_path / "c.jsonl", rows + ["{broken"])
-    res = CliRunner().invoke(cli, ["synthesize", str(corpus), "--adapter", str(trained_adapter[0]), "-o", str(tmp_path / "o"),
-                                   "--backend", "transformers", "--greedy", "--max-new-tokens", "16", "--set", "shard_size=1"])
+    args = ["synthesize", str(corpus), "--adapter", str(trained_adapter[0]), "-o", str(tmp_path / "o"),
+            "--backend", "transformers", "--greedy", "--max-new-tokens", "16", "--set", "shard_size=1"]
+    res = CliRunner().invoke(cli, args)  # the line pass reads the corpus first: the bad row stops it before any generation
     assert res.exit_code == 1 and "c.jsonl line 4: malformed JSON" in res.output
-    assert len(list((tmp_path / "o" / "shards").glob("*.done"))) == 3  # earlier shards are kept
+    assert not list((tmp_path / "o" / "shards").glob("*.jsonl"))
+    res = CliRunner().invoke(cli, [*args, "--select", "clean"])  # no line pass: found mid-run
+    assert res.exit_code == 1 and "c.jsonl line 4: malformed JSON" in res.output
+    written = {r["meta"]["doc_id"] for r in shards.iter_records(tmp_path / "o")}  # earlier shards are kept
+    assert len(written) == 3 and len(list((tmp_path / "o" / "shards").glob("*.done"))) >= 3
 
 
 def test_bad_arguments_fail_clearly(trained_adapter, tmp_path):
