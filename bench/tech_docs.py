@@ -67,6 +67,9 @@ def main():
     records = synth["counts"]["records"]
     res = {"split": args.split, "code": args.code, "passages": len(texts), "records": records, "kept": counts["kept"],
            "kept_share": round(counts["kept"] / max(records, 1), 3), "wall_s": round(t.s, 1),
+           # since #40 selection drops passages before generation: kept of passages compares across versions
+           "kept_of_passages": round(counts["kept"] / max(len(texts), 1), 3),
+           "left_out_before_generation": {k: v for k, v in synth["counts"].items() if k.startswith("select/")},
            "drops": {k: v for k, v in counts.items() if k.startswith("dropped/") and v},
            "examples_dropped": [json.loads(x) for x in (tmp / "cur" / "rejected.jsonl").read_text().splitlines()[:8]]}  # fmt: skip
     for ex in res["examples_dropped"]:

@@ -31,7 +31,7 @@ from harness import ROOT, emit, parser, write_json
 
 SPLITS = {
     "tuning": ["/usr/share/developers-reference/*.html", "/usr/share/debian-reference/*.en.html"],
-    "heldout": ["/usr/share/doc/git/git*.html"],
+    "heldout": ["/usr/share/doc/git-doc/*.html"],
 }
 OUTPUT_ONLY = ("dropped/gopher/", "dropped/language/not_allowed", "dropped/dedup/near_output")
 NAV = {"prev", "next", "previous", "up", "home", "index", "contents", "top", "navigation", "search", "go", "topic",
@@ -100,7 +100,7 @@ def revgen(*args: str) -> dict:
 def measure(corpus: Path, out: Path, adapter: str, select: str) -> dict:
     recipe = str(ROOT / "recipes/smollm2-135m-cpu.yaml")
     common = ["--recipe", recipe, "--adapter", adapter, "-o", str(out / "synth"), "--select", select, "--overwrite",
-              "--set", "max_docs=null"]  # fmt: skip
+              "--set", "max_docs=null", "--set", "id_field=null"]  # fmt: skip
     dry = revgen("synthesize", str(corpus), *common, "--dry-run")
     t = time.time()
     revgen("synthesize", str(corpus), *common)

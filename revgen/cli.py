@@ -166,7 +166,7 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, da
                    "(no line pass), short-answers, keep-tables, off (generate for every segment).")
 @click.option("--dry-run", is_flag=True, help="Count documents, segments, selected passages and prompt tokens, and "
               "estimate generated tokens and wall time from a short probe; writes nothing.")
-@click.option("--probe", type=int, default=32, show_default=True, help="--dry-run: passages the probe generates for.")
+@click.option("--probe", type=int, default=64, show_default=True, help="--dry-run: passages the probe generates for.")
 @push_opt
 @private_opt
 @license_opt

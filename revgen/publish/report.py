@@ -185,6 +185,24 @@ def _record(file: Path, key: str | None = None) -> dict:
     return info
 
 
+SYNTH_STEPS = ("documents", "extracted", "segments", "selected", "records")
+
+
+def _synthesis_funnel(stats: dict) -> list[str]:
+    """The synthesize run's funnel, documents to records, with what each step left out and why."""
+    counts = (stats.get("source_run") or {}).get("counts") or {}
+    if not isinstance(counts, dict) or "documents" not in counts:
+        return []
+    rows = [(k, v) for k, v in counts.items() if isinstance(v, int) and v and (
+        k in SYNTH_STEPS or k.startswith(("extract/", "boilerplate/", "select/", "skipped_", "dropped/")))]  # fmt: skip
+    table = "".join(f"<tr><td>{'<b>' + html.escape(k) + '</b>' if k in SYNTH_STEPS else html.escape(k)}</td><td>{v}</td></tr>"
+                    for k, v in rows)  # fmt: skip
+    return ["<h2>From documents to records (synthesize)</h2>",
+            "<p>Boilerplate counts are lines removed; select/ and skipped_ counts are passages left out before "
+            "generation (segments.dropped.jsonl in the run); dropped/ are generations cut or empty.</p>",
+            f"<table><tr><th>step</th><th>count</th></tr>{table}</table>"]  # fmt: skip
+
+
 def write(path: str | Path) -> Path:
     """Write ``path/report.html`` (and the PNGs under ``path/report/``) for a ``revgen curate`` dir
     (or a ``revgen eval`` dir: per-category bars with intervals)."""
@@ -211,6 +229,7 @@ def write(path: str | Path) -> Path:
              "<h2>Instruction mix</h2>", _img(plots["mix"], "leading words of kept instructions")]  # fmt: skip
     if "scores" in plots:
         parts += ["<h2>Curation scores</h2>", _img(plots["scores"], "score distributions")]
+    parts += _synthesis_funnel(stats)
     parts += ["<h2>Examples, kept and dropped</h2>", _examples(kept, dropped), "</body></html>"]
     out = path / REPORT_FILE
     out.write_text("\n".join(parts), encoding="utf-8")

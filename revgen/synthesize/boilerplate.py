@@ -24,8 +24,8 @@ from collections import Counter
 
 NAV_WORDS = {"prev", "previous", "next", "up", "home", "index", "top", "contents", "search", "navigation",
              "topic", "page", "this", "show", "source", "quick", "go", "back", "skip", "menu", "download",
-             "print", "ebook", "site", "documentation", "product", "table", "of", "to", "content", "main",
-             "toc", "edit", "view", "history", "login", "log", "in", "sign", "more", "related"}  # fmt: skip
+             "ebook", "site", "documentation", "product", "table", "of", "to", "toc", "login", "log", "in",
+             "sign"}  # fmt: skip
 SEPARATORS = set("|»«›‹→←↑↓•·*-–—:[]()<>/\\□☆○●■◦▪")
 BULLET = re.compile(r"^\s*(?:[•□☆○●■◦▪*+-]|\d+\.(?=\s+\S+://))\s*")
 RULE = re.compile(r"^\s*[━─═_=~*#+|-]{5,}\s*$")

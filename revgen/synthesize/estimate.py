@@ -2,13 +2,14 @@
 
 One pass over the corpus exactly as the run makes it (extraction, the boilerplate pass, segments,
 selection), the exact prompt tokens of every generate call (the same prompts, seeds and opener draws
-as the run), then a short measured probe: the model loads and generates for the first ``probe``
-selected passages. Generated tokens and wall time are extrapolated from the probe; nothing is
+as the run), then a short measured probe: the model loads and generates for ``probe`` selected
+passages drawn evenly at random from the whole corpus (a reservoir sample with a fixed seed). Generated tokens and wall time are extrapolated from the probe; nothing is
 written to the output dir.
 """
 
 from __future__ import annotations
 
+import random
 import time
 
 from revgen.progress import Progress
@@ -17,7 +18,7 @@ from revgen.synthesize.corpus import CorpusStats
 from revgen.synthesize.shardwork import batch_prompts, generate_batch, load_generator, prompt_tokens
 
 
-def estimate(cfg: SynthConfig, probe: int = 32) -> dict:
+def estimate(cfg: SynthConfig, probe: int = 64) -> dict:
     """The run's funnel and its prompt tokens (exact), generated tokens and wall time (from the probe)."""
     if probe < 1:
         from revgen.errors import UserError
@@ -27,10 +28,14 @@ def estimate(cfg: SynthConfig, probe: int = 32) -> dict:
     ctx = Context.build(cfg)
     segmenter, stats, counts = ctx.segmenter(), CorpusStats(), {"duplicate_segments": 0}
     selector, progress = ctx.selector(None), Progress(cfg.corpus, disable=True)
-    first, segments, prompts = [], 0, 0
+    first, segments, prompts, rng = [], 0, 0, random.Random(cfg.seed)
     for index, chunk in enumerate(_chunks(_items(cfg, segmenter, stats, counts, progress, selector), cfg.shard_size)):
-        segments += len(chunk)
-        first += chunk[: max(0, probe - len(first))]
+        for item in chunk:  # reservoir sampling: every passage equally likely to be probed
+            segments += 1
+            if len(first) < probe:
+                first.append(item)
+            elif (j := rng.randrange(segments)) < probe:
+                first[j] = item
         for i in range(0, len(chunk), cfg.batch_size):
             prompts += prompt_tokens(batch_prompts(ctx, index, chunk[i : i + cfg.batch_size]))
     passed_s = time.perf_counter() - started

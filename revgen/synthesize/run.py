@@ -129,7 +129,7 @@ def synthesize(cfg: SynthConfig) -> dict:
         return _run(cfg, Path(cfg.adapter), out)
 
 
-def dry_run(cfg: SynthConfig, probe: int = 32) -> dict:
+def dry_run(cfg: SynthConfig, probe: int = 64) -> dict:
     """What ``synthesize(cfg)`` would do (estimate.py); nothing is written."""
     from revgen.synthesize.estimate import estimate
 

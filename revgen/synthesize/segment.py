@@ -29,6 +29,7 @@ LABELS = ("table", "code", "toc")
 SECTION_WORDS = 50  # a heading starts a new segment once the current one has this many words
 PROMPT = re.compile(r"^\s*(?:\$|#|>>>|\.\.\.|%|[\w@.-]+[$#%])\s")  # shell and REPL prompts
 COLUMNS = re.compile(r"\S(?: {3,}|\t+)\S")  # a gap of 3+ spaces between two cells
+BOX = "│┃┆┊┌┐└┘├┤┬┴┼╭╮╰╯═║╔╗╚╝╠╣╦╩╬"  # a text browser's table borders
 STOP = {"the", "a", "an", "is", "are", "to", "of", "and", "in", "that", "it", "for", "you", "this", "be", "with"}
 
 
@@ -46,7 +47,7 @@ class SegmentStats:
 
 def _table_line(line: str) -> bool:
     s = line.strip()
-    return s.count("|") >= 2 or any(c in s for c in "│┃┆┊") or len(COLUMNS.findall(s)) >= 1 and not s.endswith(".")
+    return s.count("|") >= 2 or any(c in s for c in BOX) or len(COLUMNS.findall(s)) >= 1 and not s.endswith(".")
 
 
 def _code_line(line: str) -> bool:
@@ -66,7 +67,7 @@ def label(block: str) -> str:
     if lines[0].lstrip().startswith("```") or (len(lines) > 1 and PROMPT.match(lines[0])):
         return "code"  # a fenced block, or a shell session: a prompt line and what it printed
     first = lines[0].strip()
-    if len(lines) == 1 and (first.count("|") >= 2 or len(COLUMNS.findall(first)) >= 2):
+    if len(lines) == 1 and (first.count("|") >= 2 or len(COLUMNS.findall(first)) >= 2 or any(c in first for c in BOX)):
         return "table"  # one row of a table whose rows a dump separated with blank lines
     if len(lines) == 1 and (re.match(r"#{1,6} \S", first) or (
             len(first.split()) <= 12 and not first.endswith((".", "!", "?", ":", ";", ",")) and not _code_line(first))):

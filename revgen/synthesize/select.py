@@ -96,9 +96,10 @@ def follow_curate(synth: dict, curate: dict | None) -> dict:
     from revgen.curate.curation import CurateConfig
 
     resolved = merge(CurateConfig.PRESETS.get(curate.get("preset") or "", {}), curate)
-    select = dict(synth.get("select") or {}) if isinstance(synth.get("select"), dict) else synth.get("select")
+    select = synth.get("select", {})
     if not isinstance(select, dict):
         return synth  # `select: null` (off) or a bad value the config check reports
+    select = dict(select)
     for key in ("gopher", "language"):
         if key in resolved and key not in select:
             select[key] = resolved[key] if resolved[key] is not None else {"enabled": False}

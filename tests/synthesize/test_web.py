@@ -202,6 +202,12 @@ def test_selection_runs_before_generation_and_the_dry_run_counts_what_the_run_do
     # curation finds nothing left to drop for the output alone: selection judged the passages already
     stats = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "ds"), report=False))
     assert not [k for k in stats["counts"] if k.startswith(("dropped/gopher", "dropped/dedup/near_output"))]
+    from revgen.publish.report import write
+
+    page = write(tmp_path / "ds").read_text()  # the report shows the funnel from documents to records
+    funnel = page[page.index("From documents to records"):]
+    for step in ("documents", "segments", "selected", "records", "select/gopher/not_alphabetic", "skipped_table"):
+        assert f">{step}<" in funnel, step
     # --select off generates for every segment the segmenter made, the table included
     res = CliRunner().invoke(cli, ["synthesize", str(corpus), "--adapter", str(trained_adapter[0]), "-o", str(out),
                                    "--backend", "transformers", "--select", "off", "--dry-run", "--probe", "1",
@@ -209,3 +215,28 @@ def test_selection_runs_before_generation_and_the_dry_run_counts_what_the_run_do
     assert res.exit_code == 0, res.output
     off = json.loads(res.output[res.output.index("{"):])
     assert off["segments"] == 8 and "selected" not in off and off["generations"] == 8
+
+
+def test_selection_follows_the_recipes_curation_unless_the_recipe_sets_it(tmp_path):
+    from revgen import config as cfgmod
+    from revgen.synthesize.run import SynthConfig
+    from revgen.synthesize.select import follow_curate
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("synthesize: {corpus: c.jsonl}\ncurate: {preset: short-answers, gopher: {max_words: 500}}\n")
+    sections = cfgmod.read_recipe(recipe)
+    cfg = cfgmod.build(SynthConfig, follow_curate(sections["synthesize"], sections["curate"]))
+    g = cfg.select.gopher  # curate's preset and its own keys: short passages stay to be curated
+    assert (g.min_words, g.min_stop_words, g.max_words) == (3, None, 500)
+    own = follow_curate({"select": {"gopher": {"min_words": 40}}}, sections["curate"])
+    assert cfgmod.build(SynthConfig, own).select.gopher.min_words == 40  # the synthesize section wins
+    off = follow_curate({}, {"gopher": None})
+    assert cfgmod.build(SynthConfig, off).select.gopher.enabled is False
+
+
+def test_a_text_browsers_box_table_is_one_table_block(tokenizer):
+    box = "┌──────┬──────┐\n│ size │ used │\n├──────┼──────┤\n│ 20G  │ 5G   │\n└──────┴──────┘"
+    seg = Segmenter(tokenizer, max_tokens=120, min_words=10)
+    out = seg("\n\n".join([PROSE[0], box.replace("├", "\n\n├"), PROSE[1]]))  # a blank line inside the table
+    assert label("└──────┴──────┘") == "table" and seg.stats.skipped_table == 0
+    assert sum("┌" in s for s in out) == sum("└" in s for s in out) <= 1  # never a border without its table
