@@ -187,8 +187,8 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, select_preset, 
     if recipe:  # selection drops what the recipe's curation would, no more
         from revgen.synthesize.select import follow_curate
 
-        overrides = cfgmod.merge(follow_curate(cfgmod.read_recipe(recipe).get("synthesize") or {},
-                                               cfgmod.read_recipe(recipe).get("curate")), overrides)  # fmt: skip
+        sections = cfgmod.read_recipe(recipe)
+        overrides = cfgmod.merge(follow_curate(sections.get("synthesize") or {}, sections.get("curate")), overrides)
     cfg = cfgmod.load(SynthConfig, "synthesize", recipe, overrides)
     if dry_run:
         from revgen.synthesize.run import dry_run as estimate
