@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, dolly_rows):
-    return write_jsonl(tmp_path_factory.mktemp("pcorpus") / "c.jsonl", [{"text": r["response"]} for r in dolly_rows[240:252]])
+    return write_jsonl(tmp_path_factory.mktemp("pcorpus") / "c.jsonl", [{"text": r["response"]} for r in dolly_rows[200:400] if len(r["response"].split()) >= 40][:15])
 
 
 def run(adapter, corpus, out, **kw):
