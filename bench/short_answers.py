@@ -2,6 +2,7 @@
 
     python bench/short_answers.py                  # both splits of the bundled Dolly sample
     python bench/short_answers.py --data dolly.jsonl --split heldout
+    python bench/short_answers.py --recipe recipes/smollm2-135m-cpu.yaml   # the preset over a recipe
 
 Real Dolly pairs are good data, so whatever the filters drop is a false reject. The bundled sample's
 context-free rows are shuffled with a fixed seed and cut in two halves: ``tune`` (the filters were
@@ -23,6 +24,7 @@ from pathlib import Path
 from harness import markdown_table, parser, write_json
 
 SEED = 29
+RECIPE = None  # --recipe: curate with a recipe's curate section under the preset, as the CLI does
 
 
 def splits(rows: list[dict]) -> dict:
@@ -51,7 +53,8 @@ def curate_rows(rows: list[dict], out: Path, **values) -> tuple[int, Counter]:
     out.mkdir(parents=True, exist_ok=True)
     src.write_text("".join(json.dumps({"id": f"d{i}", "instruction": r["instruction"], "output": r["response"]}) + "\n"
                            for i, r in enumerate(rows)))  # fmt: skip
-    stats = curate(cfgmod.build(CurateConfig, {"input": str(src), "output_dir": str(out / "cur"), "report": False, **values}))
+    overrides = {"input": str(src), "output_dir": str(out / "cur"), "report": False, **values}
+    stats = curate(cfgmod.load(CurateConfig, "curate", RECIPE, overrides))  # as `revgen curate [--recipe R] --preset P`
     drops = Counter({k: v for k, v in stats["counts"].items() if k.startswith("dropped/") and v})
     return stats["counts"]["kept"], drops
 
@@ -79,7 +82,10 @@ def main():
     ap = parser(__doc__, output="runs/short_answers.json")
     ap.add_argument("--data", default="dolly-sample")
     ap.add_argument("--split", choices=["tune", "heldout", "both"], default="both")
+    ap.add_argument("--recipe", help="curate with this recipe's curate section (e.g. recipes/smollm2-135m-cpu.yaml)")
     args = ap.parse_args()
+    global RECIPE
+    RECIPE = args.recipe
 
     from revgen.dolly import load_pairs
 
@@ -87,7 +93,7 @@ def main():
     names = ["tune", "heldout"] if args.split == "both" else [args.split]
     tmp = Path(tempfile.mkdtemp(prefix="revgen-short-"))
     res = {name: measure(parts[name], tmp / name) for name in names}
-    write_json(args.output, {"data": args.data, "seed": SEED, **res})
+    write_json(args.output, {"data": args.data, "seed": SEED, "recipe": args.recipe, **res})
     print(markdown_table(
         ["split", "rows", "instruction false rejects", "answers >= 3 words", "kept (default)", "kept (short-answers)"],
         [[k, v["rows"], f"{v['instruction_false_reject_rate']:.1%} {v['instruction_false_reject_ci95']}",

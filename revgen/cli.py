@@ -141,7 +141,10 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, da
 @click.option("--max-docs", type=int)
 @click.option("--num-candidates", type=int, help="Instructions sampled per segment.")
 @click.option("--openers", type=int, help="Per segment, N more candidates begun with openers from the seed data "
-              "(List, Summarize, ...); pick by fit in curate (score: pmi, best_of_candidates).")
+              "(List, Which, ...), scored by fit; curate keeps the best (default 3 when the adapter has its "
+              "openers.json; 0: one free instruction per segment).")
+@click.option("--fit-score/--no-fit-score", default=None, help="Score each candidate's pmi fit while generating "
+              "(transformers backend; default on), so curate need not load the backward model again.")
 @click.option("--opener-kinds", type=click.Choice(["any", "requests", "both"]),
               help="Per segment, half the openers among requests and half among questions (both, the default), "
                    "only requests, or any kind by seed weight.")
@@ -184,12 +187,13 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, select_preset, 
     if select_preset:
         overrides = cfgmod.merge({"select": {"preset": None if select_preset == "default" else select_preset}},
                                  overrides)  # fmt: skip
+    values = None
     if recipe:  # selection drops what the recipe's curation would, no more
         from revgen.synthesize.select import follow_curate
 
         sections = cfgmod.read_recipe(recipe)
-        overrides = cfgmod.merge(follow_curate(sections.get("synthesize") or {}, sections.get("curate")), overrides)
-    cfg = cfgmod.load(SynthConfig, "synthesize", recipe, overrides)
+        values = follow_curate(sections.get("synthesize") or {}, sections.get("curate"))
+    cfg = cfgmod.load(SynthConfig, "synthesize", recipe, overrides, values)
     if dry_run:
         from revgen.synthesize.run import dry_run as estimate
 
@@ -208,9 +212,10 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, select_preset, 
 @click.option("-o", "--output-dir", help="Where dataset.jsonl, rejected.jsonl and stats.json go.")
 @click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "messages", "prompt-completion"]))
 @click.option("--allow-partial", is_flag=True, default=None, help="Curate a synthesize run that is not complete.")
-@click.option("--preset", help="Named defaults: short-answers (FAQ/Q&A corpora: answers of 3+ words kept); openers "
-                                "(a synthesize --openers run: the best-fitting candidate per passage by pmi, toward the "
-                                "seed's first words, the worst-fitting fifth dropped).")
+@click.option("--preset", help="Named defaults, over the recipe's: auto (the default: openers for a run with several "
+                                "candidates per passage), openers (the best-fitting candidate per passage by pmi, toward "
+                                "the seed's first words, the worst-fitting fifth dropped), short-answers (FAQ/Q&A "
+                                "corpora: answers of 3+ words kept), none.")
 @click.option("--executor", type=click.Choice(["inprocess", "local", "ray", "slurm"]),
               help="inprocess (default): one process; local|ray|slurm: datatrove stages on disk, bounded memory.")
 @click.option("--tasks", type=click.IntRange(min=1), help="Tasks per staged step (default: one per input file, <= CPUs).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import typing
 from pathlib import Path
@@ -18,6 +19,8 @@ import yaml
 
 from revgen.dtypes import DTYPES
 from revgen.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class _Null:
@@ -133,9 +136,13 @@ def build(cls, values: dict, source: str = "config"):
     """
     fields = {f.name: f for f in dataclasses.fields(cls)}
     presets = getattr(cls, "PRESETS", None)
-    if presets and values.get("preset") not in (None, NULL):  # defaults < preset < recipe < CLI
+    words = getattr(cls, "PRESET_WORDS", ())  # values resolved later ("auto") or meaning no preset ("none")
+    if presets and values.get("preset") not in (None, NULL, *words):  # defaults < preset < recipe < CLI
         if values["preset"] not in presets:
-            raise UserError(f"{source}: preset must be one of {sorted(presets)}, got {values['preset']!r}")
+            raise UserError(f"{source}: preset must be one of {[*words, *sorted(presets)]}, got {values['preset']!r}")
+        beaten = _differs(values, presets[values["preset"]])
+        if beaten:  # the preset was named beside these values: they win, and say so
+            log.info("%s: %s win over preset %s", source, ", ".join(beaten), values["preset"])
         values = merge(presets[values["preset"]], values)
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -200,11 +207,48 @@ def check_value(name: str, value, hint, source: str, owner: str = "") -> None:
         raise UserError(f"{source}: {name} must be {rule[1]}, got {value!r}")
 
 
-def load(cls, section: str, recipe: str | Path | None = None, overrides: dict | None = None):
-    """Build command config ``cls`` from a recipe section and CLI overrides."""
-    values = read_recipe(recipe).get(section, {}) if recipe else {}
-    values = merge(values, {k: v for k, v in (overrides or {}).items() if v is not None})  # None: flag not given
-    return build(cls, values, f"recipe {recipe} section {section!r}" if recipe else "config")
+def load(cls, section: str, recipe: str | Path | None = None, overrides: dict | None = None, values: dict | None = None):
+    """Build command config ``cls`` from a recipe section (or ``values`` made from it) and CLI overrides.
+
+    Precedence: defaults < a preset named in the recipe < the recipe < a preset named on the command
+    line (``--preset``, ``--select``) < the other flags and ``--set``. What a preset changes in the
+    recipe, or the recipe in its own preset, is logged."""
+    source = f"recipe {recipe} section {section!r}" if recipe else "config"
+    if values is None:
+        values = read_recipe(recipe).get(section, {}) if recipe else {}
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}  # None: flag not given
+    values = _cli_presets(cls, values, overrides, source)
+    return build(cls, merge(values, overrides), source)
+
+
+def _cli_presets(cls, values: dict, overrides: dict, source: str) -> dict:
+    """``values`` with the presets named in ``overrides`` laid over them, at every nested level."""
+    presets = getattr(cls, "PRESETS", None) or {}
+    name = overrides.get("preset")
+    if name in presets and values:
+        beaten = _differs(presets[name], values)
+        if beaten:
+            log.info("%s: preset %s (command line) wins over %s", source, name, ", ".join(beaten))
+        values = merge({k: v for k, v in values.items() if k != "preset"}, presets[name])
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        sub, over = values.get(f.name), overrides.get(f.name)
+        if dataclasses.is_dataclass(hints[f.name]) and isinstance(sub, dict) and isinstance(over, dict):
+            values = {**values, f.name: _cli_presets(hints[f.name], sub, over, f"{source} {f.name}")}
+    return values
+
+
+def _differs(winner: dict, loser: dict, prefix: str = "") -> list[str]:
+    """``key: loser -> winner`` for every key both set to different values (nested keys dotted)."""
+    out = []
+    for k, v in winner.items():
+        if k == "preset" or k not in loser:
+            continue
+        if isinstance(v, dict) and isinstance(loser[k], dict):
+            out += _differs(v, loser[k], f"{prefix}{k}.")
+        elif v != loser[k]:
+            out.append(f"{prefix}{k}: {loser[k]!r} -> {v!r}")
+    return out
 
 
 def to_dict(cfg) -> dict:

@@ -24,6 +24,7 @@ from revgen.evaluate.mix import QUESTION_START
 from revgen.io import read_counts, write_counts
 
 FILE = "openers.json"
+DEFAULT = 3  # synthesize's openers per passage when the adapter has its openers file (bench/RESULTS.md)
 TOP = 40  # openers drawn from; the tail of one-off first words is noise (kept in the file for the mix)
 _FIRST = re.compile(r"[A-Za-z][A-Za-z']*")
 
@@ -96,3 +97,16 @@ def _draw(counts: dict, k: int, rng: random.Random) -> list[str]:
         out.append(pick)
         del pool[pick]
     return out
+
+
+def default_count(directory: str | Path, kinds: str) -> tuple[int, str]:
+    """``(openers, why)`` for a run that did not set ``openers``: ``DEFAULT`` (or as many as the file
+    gives) when the adapter has its openers file with openers of every kind ``kinds`` draws, else 0."""
+    found = load(directory)
+    if not found:
+        return 0, f"no {FILE} beside the adapter (trained before 2026-11-30?): one free instruction per passage"
+    found = restrict(found, kinds) if kinds in KINDS else found
+    if kinds == "both" and len({opens_question(w.lower()) for w in found}) < 2:
+        return 0, f"{FILE} lacks requests or questions for opener_kinds both: one free instruction per passage"
+    n = min(DEFAULT, capacity(found, kinds))
+    return n, f"{n} openers per passage from {FILE} (the default; --openers 0 for one free instruction)"

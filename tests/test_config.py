@@ -49,6 +49,34 @@ def test_precedence_defaults_yaml_cli(tmp_path):
     assert cfg.model == TrainConfig().model
 
 
+def test_a_preset_on_the_command_line_beats_the_recipe_and_set_beats_both(tmp_path, caplog):
+    import logging
+
+    from revgen.curate.curation import CurateConfig
+    from revgen.synthesize.run import SynthConfig
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("curate:\n  gopher:\n    min_words: 20\n    max_words: 900\nsynthesize:\n  select:\n"
+                      "    gopher:\n      min_words: 20\n")  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="revgen.config"):
+        cfg = cfgmod.load(CurateConfig, "curate", recipe, {"preset": "short-answers"})
+    assert cfg.gopher.min_words == 3 and cfg.gopher.min_stop_words is None and cfg.gopher.max_words == 900
+    assert "preset short-answers (command line) wins over gopher.min_words: 20 -> 3" in caplog.text
+    cfg = cfgmod.load(CurateConfig, "curate", recipe, {"preset": "short-answers", **cfgmod.parse_overrides(["gopher.min_words=5"])})
+    assert cfg.gopher.min_words == 5
+    synth = cfgmod.load(SynthConfig, "synthesize", recipe, {"select": {"preset": "short-answers"}})
+    assert synth.select.gopher.min_words == 3  # --select short-answers over the recipe's selection too
+    # a preset named in the recipe itself: the recipe's own values win, and that is said
+    recipe.write_text("curate:\n  preset: short-answers\n  gopher:\n    min_words: 20\n")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="revgen.config"):
+        assert cfgmod.load(CurateConfig, "curate", recipe).gopher.min_words == 20
+    assert "gopher.min_words: 3 -> 20 win over preset short-answers" in caplog.text
+    assert cfgmod.load(CurateConfig, "curate", recipe, {"preset": "none"}).gopher.min_words == 20
+    with pytest.raises(UserError, match=r"preset must be one of \['auto', 'none', 'openers', 'short-answers'\]"):
+        cfgmod.load(CurateConfig, "curate", None, {"preset": "opener"})
+
+
 @pytest.mark.parametrize(
     "text, match",
     [

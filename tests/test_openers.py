@@ -67,6 +67,8 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
                                 score=ScoreSettings(scorers=["pmi", "cycle"], best_of_candidates=True,
                                                     select={"score": "pmi"})))  # fmt: skip
     assert stats["candidates"] == {"per_passage": 3, "chosen": True}
+    assert stats["scores"]["scored_in_synthesis"] == ["pmi", "cycle"]  # read from the records, no model loaded
+    assert all(set(r["meta"]["scores"]) == {"pmi", "cycle"} for r in shards.iter_records(out))
     kept = [json.loads(line) for line in (tmp_path / "cur" / "scores.jsonl").read_text().splitlines()]
     segs = [k["id"].rsplit(":", 1)[0] for k in kept]
     assert len(segs) == len(set(segs)) > 0  # one record per segment
@@ -88,9 +90,9 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
         curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "bad"), report=False,
                             score=ScoreSettings(scorers=["pmi"], select={"score": "pmi"}, target_mix="seed")))  # fmt: skip
 
-    # curated without a choice: every candidate kept, and said (log and stats.json), not silent
+    # curated without a choice (--preset none): every candidate kept, and said (log and stats.json), not silent
     with caplog.at_level(logging.WARNING, logger="revgen.curate.curation"):
-        every = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "every"), report=False))
+        every = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "every"), report=False, preset="none"))
     assert every["candidates"] == {"per_passage": 3, "chosen": False} and "--preset openers" in caplog.text
     assert every["counts"]["kept"] > len(kept)
 
@@ -102,6 +104,10 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
     assert preset["scores"]["selection"]["top_fraction"] == 0.8 and preset["scores"]["target_mix"]["target"] == "seed"
     fifth = [json.loads(line) for line in (tmp_path / "preset" / "scores.jsonl").read_text().splitlines()]
     assert len(fifth) == math.ceil(0.8 * len(kept)) and len({k["id"].rsplit(":", 1)[0] for k in fifth}) == len(fifth)
+    # no preset named: a run with several candidates per passage is curated with openers, the same dataset
+    auto = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "auto"), report=False))
+    assert auto["config"]["preset"] == "openers" and auto["counts"] == preset["counts"]
+    assert (tmp_path / "auto" / "dataset.jsonl").read_bytes() == (tmp_path / "preset" / "dataset.jsonl").read_bytes()
 
     # a mix of the user's own, met from the same candidates: only the request openers drawn here
     reqs = sorted({r["meta"]["opener"] for r in rows if r["meta"]["opener"] and not openers.opens_question(r["meta"]["opener"].lower())})
@@ -161,6 +167,12 @@ def test_openers_need_an_adapter_that_learned_them(trained_adapter, tmp_path, do
     with pytest.raises(UserError, match="--openers needs .*openers.json"):
         synthesize(SynthConfig(corpus=str(corpus), adapter=str(adapter), output_dir=str(tmp_path / "o"),
                                backend="transformers", openers=2))  # fmt: skip
+    # openers not set: the default is 3 where the adapter has the file, one free instruction where not
+    from revgen.synthesize.run import resolve
+
+    unset = dict(corpus=str(corpus), output_dir=str(tmp_path / "o"), backend="transformers")
+    assert resolve(SynthConfig(adapter=str(adapter), **unset)).openers == 0
+    assert resolve(SynthConfig(adapter=str(trained_adapter[0]), **unset)).openers == openers.DEFAULT == 3
 
 
 def test_bad_openers_files_and_counts_are_one_error_before_any_model_loads(trained_adapter, tmp_path, dolly_rows):

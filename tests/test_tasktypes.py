@@ -49,7 +49,7 @@ def test_forced_types_follow_the_mix_and_are_recorded(typed_adapter):
     counts = tasktypes.load(out)
     two = sorted(counts)[:2]
     cfg = SynthConfig(adapter=str(out), backend="transformers", task_mix=f"{two[0]}=1,{two[1]}=3",
-                      max_new_tokens=6, temperature=0.0)  # fmt: skip
+                      max_new_tokens=6, temperature=0.0, openers=0)  # fmt: skip
     ctx = Context.build(cfg)
     assert ctx.task_mix == {two[0]: 0.25, two[1]: 0.75}
 

@@ -102,7 +102,9 @@ class CurateConfig:
     score: ScoreSettings = field(default_factory=ScoreSettings)
     allow_partial: bool = False  # curate a synthesize run that is still running or was interrupted
     report: bool = True  # write report.html (plots of the funnel, lengths, mix, scores; examples)
-    preset: str | None = None  # a named set of defaults (PRESETS below); the recipe and --set still win
+    # a named set of defaults (PRESETS below); auto: openers for a run with several candidates per
+    # passage (synthesize's default), none otherwise; none: no preset
+    preset: str | None = "auto"
     # inprocess: one process, ~12 KB of RAM per kept record; local | ray | slurm: datatrove stages on
     # disk, bounded memory, N tasks (revgen/curate/staged.py); the same dataset either way
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -113,6 +115,7 @@ class CurateConfig:
     # `openers` curates a `synthesize --openers N` run as measured in bench/RESULTS.md (issue #28): per
     # passage the candidate that fits best by pmi, toward the seed's first words under a fit margin,
     # and the fifth of passages whose best fits worst dropped.
+    PRESET_WORDS: typing.ClassVar[tuple] = ("auto", "none")
     PRESETS: typing.ClassVar[dict] = {
         "short-answers": {"gopher": {"min_words": 3, "min_stop_words": None, "max_top_2gram_ratio": None}},
         "openers": {"score": {"scorers": ["pmi"], "best_of_candidates": True, "target_mix": "seed",
@@ -186,9 +189,25 @@ def score_row(row: int, record: dict) -> dict:
     return out
 
 
+def resolve_preset(cfg: CurateConfig) -> CurateConfig:
+    """``preset: auto``: a synthesize run with several candidates per passage (openers, the default)
+    is curated with the ``openers`` preset unless its score settings were given; anything else, none."""
+    if cfg.preset != "auto":
+        return cfg
+    synth = ((_run_info(cfg.input) or {}).get("config")) or {}
+    n = int(synth.get("num_candidates") or 1) + int(synth.get("openers") or 0)
+    if n < 2 or cfg.score != ScoreSettings():
+        return replace(cfg, preset=None)
+    log.info("%s has %d candidates per passage: curated with preset openers (the best-fitting one per passage; "
+             "--preset none keeps every candidate)", cfg.input, n)  # fmt: skip
+    score = cfgmod.build(ScoreSettings, CurateConfig.PRESETS["openers"]["score"], "preset openers")
+    return replace(cfg, preset="openers", score=score)
+
+
 def curate(cfg: CurateConfig) -> dict:
     if cfg.format not in FORMATS:
         raise UserError(f"format must be one of {FORMATS}, got {cfg.format!r}")
+    cfg = resolve_preset(cfg)
     partial = check_source(cfg.input, cfg.allow_partial)
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
@@ -298,7 +317,13 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
         raise UserError("the cycle score needs the backward model: set score.backward (an adapter dir)")
     server = {"served_model": sc.served_model, "base_url": sc.base_url, "api_key_env": sc.api_key_env,
               "concurrency": sc.concurrency}  # fmt: skip
-    chain = scorers.build(sc.scorers, judge=sc.judge, forward=sc.forward, backward=backward or "", dtype=sc.dtype,
+    # pmi and cycle scored by the synthesis itself (synthesize/fit.py, the same backward model) are read, not redone
+    scored = [n for n in ("pmi", "cycle") if n in sc.scorers and not sc.backward and records
+              and all(n in (r.get("meta", {}).get("scores") or {}) for r in records)]  # fmt: skip
+    if scored:
+        log.info("%s: read from the records (scored in synthesis by %s)", ", ".join(scored), backward)
+    chain = scorers.build([n for n in sc.scorers if n not in scored], judge=sc.judge, forward=sc.forward,
+                          backward=backward or "", dtype=sc.dtype,
                           batch_size=sc.batch_size, rubric_backend=sc.rubric_backend, server=server)  # fmt: skip
     parse_rate = None
     try:
@@ -317,7 +342,8 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
         from revgen.generate.openai_server import public_url
 
         judge = f"{sc.served_model} at {public_url(sc.base_url or '')}"
-    stats: dict = {"scorers": sc.scorers, "models": {"judge": judge, "forward": sc.forward, "backward": backward},
+    stats: dict = {"scorers": sc.scorers, "scored_in_synthesis": scored,
+                   "models": {"judge": judge, "forward": sc.forward, "backward": backward},
                    "rubric_backend": sc.rubric_backend, "distribution": {},
                    "compute": {"generate": dtypes.choice(sc.dtype), "score": dtypes.choice(sc.dtype, stage="score")}}  # fmt: skip
     if "rubric" in sc.scorers:

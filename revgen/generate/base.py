@@ -34,6 +34,11 @@ class Completion:
     finish_reason: str  # "stop" (EOS or stop token) | "length" (hit max_new_tokens)
     n_tokens: int  # generated tokens, the stop token excluded
     prompt_tokens: int
+    # backends that decode a passage's candidates together (generate_shared) also return the
+    # instruction's token ids (forced opener + generated + stop) and log p of each given the passage
+    fit_ids: list | None = None
+    fit_logprobs: list | None = None
+    scores: dict | None = None  # fit scores set by the synthesis (revgen/synthesize/fit.py)
 
 
 class Generator:

@@ -44,19 +44,8 @@ def generate(model, ids, mask, *, max_new: int, n: int, greedy: bool, temperatur
     unfinished = torch.ones(rows, dtype=torch.bool, device=device)
 
     def pick(logits):
-        logits = logits[:, -1, :].to(dtype=torch.float32, copy=True)
-        if ignore_eos and len(stop_ids):  # min_new_tokens = max_new_tokens
-            logits[:, stops] = -float("inf")
-        if greedy:
-            return logits.argmax(-1)
-        if temperature != 1.0:
-            logits = logits / temperature
-        if top_p < 1.0:  # transformers' TopPLogitsWarper
-            ordered, order = torch.sort(logits, descending=False)
-            drop = ordered.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
-            drop[..., -1:] = 0
-            logits = logits.masked_fill(drop.scatter(1, order, drop), -float("inf"))
-        return torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1).squeeze(1)
+        return sample(logits[:, -1, :], greedy=greedy, temperature=temperature, top_p=top_p,
+                      banned=stops if ignore_eos and len(stop_ids) else None)  # fmt: skip
 
     # the decode step's inputs: fixed buffers, filled in place before each step
     token = torch.empty(rows, 1, dtype=torch.long, device=device)
@@ -89,6 +78,26 @@ def generate(model, ids, mask, *, max_new: int, n: int, greedy: bool, temperatur
         else:
             logits = step()
     return torch.stack(new, dim=1)
+
+
+def sample(logits, *, greedy: bool, temperature: float, top_p: float, banned=None):
+    """One token per row from last-position logits ``(rows, vocab)``, with transformers' operations in
+    its order: banned tokens (min_new_tokens), temperature, top-p, softmax, multinomial."""
+    import torch
+
+    logits = logits.to(dtype=torch.float32, copy=True)
+    if banned is not None:  # min_new_tokens = max_new_tokens
+        logits[:, banned] = -float("inf")
+    if greedy:
+        return logits.argmax(-1)
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_p < 1.0:  # transformers' TopPLogitsWarper
+        ordered, order = torch.sort(logits, descending=False)
+        drop = ordered.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
+        drop[..., -1:] = 0
+        logits = logits.masked_fill(drop.scatter(1, order, drop), -float("inf"))
+    return torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1).squeeze(1)
 
 
 def _capture(step):

@@ -74,6 +74,42 @@ class HFGenerator(Generator):
         return results
 
     @property
+    def shares_prefix(self) -> bool:
+        """Whether ``generate_shared`` is available: the dynamic-cache path (not graphs or static)."""
+        return not self.graphs and not self.static
+
+    def generate_shared(self, groups: list[list[tuple[list[int], int]]], sampling: Sampling, seeds: list[int]):
+        """Per passage, its candidates' ``(prompt ids, forced instruction tokens at the prompt's end)``
+        decoded on one prefill of the passage (generate/shared.py), one sample each; batches of at most
+        ``batch_size`` candidates, each seeded by its first passage's seed."""
+        import torch
+
+        from revgen.generate import shared
+
+        results: list = [None] * len(groups)
+        per = max(len(g) for g in groups)
+        for idx in plan_batches([max(len(p) for p, _ in g) for g in groups], sampling.max_new_tokens,
+                                max(1, self.batch_size // per), None):  # fmt: skip
+            torch.manual_seed(seeds[idx[0]])
+            with torch.inference_mode():
+                out = shared.generate(self.hf_model, [[p for p, _ in groups[i]] for i in idx],
+                                      max_new=sampling.max_new_tokens, greedy=sampling.greedy,
+                                      temperature=sampling.temperature, top_p=sampling.top_p, stop_ids=self.stop_ids,
+                                      ignore_eos=sampling.ignore_eos, pad_id=self.pad_id)  # fmt: skip
+            for i, cands in zip(idx, out):
+                results[i] = [self._shared_completion(p, forced, c) for (p, forced), c in zip(groups[i], cands)]
+        return results
+
+    def _shared_completion(self, prompt: list[int], forced: int, cand) -> Completion:
+        toks, prompt_lp, new_lp = cand
+        stopped = bool(toks) and toks[-1] in self.stop_ids
+        text_toks = toks[:-1] if stopped else toks
+        text = self.tokenizer.decode(text_toks, skip_special_tokens=True)
+        fit_ids = (prompt[len(prompt) - forced :] if forced else []) + toks
+        fit_lp = (prompt_lp[len(prompt_lp) - forced :] if forced else []) + new_lp
+        return Completion(text, "stop" if stopped else "length", len(text_toks), len(prompt), fit_ids, fit_lp)
+
+    @property
     def static(self) -> bool:
         return not self.graphs and self.options.get("generate_kwargs", {}).get("cache_implementation") == "static"
 

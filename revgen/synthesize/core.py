@@ -7,6 +7,7 @@ round, so the dependencies point one way.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,7 +55,11 @@ class SynthConfig:
     num_candidates: int = 1
     # per segment, N more candidates whose decoding begins with an opener drawn from the seed data's
     # first words (revgen/openers.py: "List", "Summarize", "Given", ...); curation picks what fits
-    openers: int = 0
+    # (None: 3 when the adapter has its openers.json, 0 without; 0: one free instruction per passage)
+    openers: int | None = None
+    # the pmi fit of every candidate scored where it is generated (transformers backend), into
+    # meta["scores"]; curate reads it instead of loading the backward model again (synthesize/fit.py)
+    fit_score: bool = True
     opener_kinds: str = "both"  # both (half requests, half questions) | requests (no question openers) | any
     task_mix: str | dict | None = None  # typed backward model: auto (it names the type), seed, or TYPE=W,TYPE=W
     seed: int = 0
@@ -100,6 +105,8 @@ class Context:
         from transformers import AutoTokenizer
 
         adapter = Path(cfg.adapter)
+        if cfg.openers is None:  # run.resolve fills it in (and says why); built directly, the same default
+            cfg = dataclasses.replace(cfg, openers=openers.default_count(adapter, cfg.opener_kinds)[0])
         merge = (not torch.cuda.is_available()) if cfg.merge == "auto" else bool(cfg.merge)
         sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.num_candidates)
         types = tasktypes.load(adapter)

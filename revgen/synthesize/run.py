@@ -8,6 +8,7 @@ to ``NNNNN.dropped.jsonl`` with their reason and are counted in run.json.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -120,7 +121,7 @@ def _restore(out: Path, aside: Path | None) -> None:
 
 def synthesize(cfg: SynthConfig) -> dict:
     """Run (or resume) synthesis into ``cfg.output_dir``; returns the final run.json dict."""
-    check(cfg)
+    cfg = resolve(cfg)
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"output dir {out} is a file, not a folder")
@@ -133,9 +134,19 @@ def dry_run(cfg: SynthConfig, probe: int = 64) -> dict:
     """What ``synthesize(cfg)`` would do (estimate.py); nothing is written."""
     from revgen.synthesize.estimate import estimate
 
-    check(cfg)
+    cfg = resolve(cfg)
     runinfo.set_threads(cfg.threads)
     return estimate(cfg, probe)
+
+
+def resolve(cfg: SynthConfig) -> SynthConfig:
+    """``cfg`` checked, with the defaults that depend on the adapter filled in (``openers``)."""
+    check(cfg)
+    if cfg.openers is not None:
+        return cfg
+    n, why = openers.default_count(cfg.adapter, cfg.opener_kinds)
+    log.info("openers: %s", why)
+    return dataclasses.replace(cfg, openers=n)
 
 
 def check(cfg: SynthConfig) -> None:
@@ -146,7 +157,7 @@ def check(cfg: SynthConfig) -> None:
         raise UserError("no corpus given (CORPUS argument or synthesize.corpus in the recipe)")
     if cfg.num_candidates < 1 or cfg.max_new_tokens < 1:
         raise UserError("num_candidates and max_new_tokens must be at least 1")
-    if cfg.openers < 0:
+    if cfg.openers is not None and cfg.openers < 0:
         raise UserError(f"openers must be 0 or more, got {cfg.openers}")
     if cfg.opener_kinds not in openers.KINDS:
         raise UserError(f"opener_kinds must be one of {openers.KINDS}, got {cfg.opener_kinds!r}")

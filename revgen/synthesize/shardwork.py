@@ -124,12 +124,15 @@ def generate_batch(ctx, generator, index: int, batch: list) -> tuple[list, list,
     cfg, meta_base = ctx.cfg, ctx.meta
     p = batch_prompts(ctx, index, batch)
     seeds, forced, jobs = p["seeds"], p["forced"], p["jobs"]
-    results = generator.generate(p["free"], ctx.sampling, seeds)
-    rows = [[(c, None) for c in cands] for cands in results]
-    if jobs:
-        one = dataclasses.replace(ctx.sampling, n=1)
-        for (i, _, w), cands in zip(jobs, generator.generate(p["openers"], one, p["opener_seeds"])):
-            rows[i].extend((c, w) for c in cands)
+    if getattr(generator, "shares_prefix", False) and cfg.num_candidates + cfg.openers > 1:
+        rows = shared_rows(ctx, generator, p)
+    else:
+        results = generator.generate(p["free"], ctx.sampling, seeds)
+        rows = [[(c, None) for c in cands] for cands in results]
+        if jobs:
+            one = dataclasses.replace(ctx.sampling, n=1)
+            for (i, _, w), cands in zip(jobs, generator.generate(p["openers"], one, p["opener_seeds"])):
+                rows[i].extend((c, w) for c in cands)
     kept, dropped = [], []
     for (unit, doc, seg, text), seed, cands, force in zip(batch, seeds, rows, forced):
         for k, (c, opener) in enumerate(cands):
@@ -144,6 +147,8 @@ def generate_batch(ctx, generator, index: int, batch: list) -> tuple[list, list,
                 meta.update(task_type=task_type, task_type_forced=bool(force))
             if ctx.openers:
                 meta["opener"] = opener  # None: a free candidate
+            if c.scores:
+                meta["scores"] = c.scores
             if reason:
                 dropped.append({"id": f"{unit}:{k}", "segment_id": unit, "reason": reason,
                                 "instruction": body, "meta": meta})  # fmt: skip
@@ -151,6 +156,24 @@ def generate_batch(ctx, generator, index: int, batch: list) -> tuple[list, list,
                 kept.append({"id": f"{unit}:{k}", "instruction": instruction, "input": "", "output": text,
                              "meta": meta})  # fmt: skip
     return kept, dropped, sum(c.n_tokens for cands in rows for c, _ in cands), prompt_tokens(p)
+
+
+def shared_rows(ctx, generator, p: dict) -> list[list[tuple]]:
+    """A batch's candidates decoded per passage on one prefill (generate_shared): the free ones, then
+    the openers', each with how many of its prompt's last tokens are the forced opener."""
+    from revgen.generate.shared import common_prefix
+
+    groups = [[(free, 0)] * ctx.cfg.num_candidates for free in p["free"]]
+    words: list[list] = [[None] * ctx.cfg.num_candidates for _ in p["free"]]
+    for (i, _, w), prompt in zip(p["jobs"], p["openers"]):
+        groups[i].append((prompt, len(prompt) - common_prefix([prompt, p["free"][i] + [-1]])))
+        words[i].append(w)
+    results = generator.generate_shared(groups, ctx.sampling, p["seeds"])
+    if ctx.cfg.fit_score:
+        from revgen.synthesize import fit
+
+        fit.score(generator, ctx.template, [c for cands in results for c in cands])
+    return [list(zip(cands, ws)) for cands, ws in zip(results, words)]
 
 
 def load_generator(ctx):

@@ -53,6 +53,24 @@ def check(f, instruction, keep, reason=None, **kw):
     (UnseenReference(), "What are the output of the following code?", False, None),
     (UnseenReference(), "Summarize the story.", False, None),
     (UnseenReference(), "What does the following code print: print(2 + 2)", True, None),
+    # dangling references, each class with the (tuning) case and one written after the change
+    (UnseenReference(), "What is the output of the following code snippet?", False, "dangling_reference"),
+    (UnseenReference(), "What does this script print when it is run twice?", False, "dangling_reference"),
+    (UnseenReference(), "What is the output of this command?", False, "dangling_reference"),
+    (UnseenReference(), "Explain what these options do to the archive.", False, "dangling_reference"),
+    (UnseenReference(), "Which of the following is not a common outcome of a stalemate?", False, "dangling_reference"),
+    (UnseenReference(), "Which one of the following rivers is the longest?", False, "dangling_reference"),
+    (UnseenReference(), "Which of the following are rivers: Nile, Seine, Everest?", True, None),
+    (UnseenReference(), "Tell me which of the following are birds, sparrows, trout or robins", True, None),
+    (UnseenReference(), "Classify each of the following as a fruit or a vegetable", True, None),
+    (UnseenReference(), "What does this command do: `tar -xzf a.tgz`?", True, None),
+    (UnseenReference(), "How do I sort a list in Python?", True, None),
+    # template headings and role labels
+    (TemplateLeak(), "### Example:\nShow how to use the tower's lift.", False, None),
+    (TemplateLeak(), "## Usage\nDescribe the tower.", False, None),
+    (TemplateLeak(), "Question: When was the Eiffel Tower built?", False, None),
+    (TemplateLeak(), "Why was the tower built?\nAnswer: for the fair", False, None),
+    (TemplateLeak(), "What question did the engineers answer: how tall can iron go?", True, None),
     (MediaWords(), "Draw a picture of the Eiffel Tower.", False, None),
     (MediaWords(), "Why is the Eiffel Tower famous?", True, None),
     (NotInstruction(), "The Eiffel Tower is in Paris.", False, None),
@@ -92,6 +110,12 @@ def test_copying_the_output_is_caught_and_can_be_disabled():
 ])
 def test_gopher_quality(text, keep, reason):
     check(GopherQuality(min_words=10), "Why?", keep, reason, output=text)
+
+
+def test_list_markers_do_not_count_against_the_alphabetic_share():
+    numbered = "Three rivers:\n1. Nile\n2. Amazon\n3. Yangtze"  # 4 of 7 tokens have letters; of the words, all
+    check(GopherQuality(min_words=3, min_stop_words=None), "Name three rivers.", True, output=numbered)
+    check(GopherQuality(min_words=3, min_stop_words=None), "Why?", False, "not_alphabetic", output="1990 1995 2001 2010 and")
 
 
 def test_gopher_thresholds_turn_off_with_none():

@@ -121,3 +121,32 @@ def test_decode_graphs_refuses_generate_kwargs_it_would_ignore(base_model):
     with pytest.raises(UserError, match=r"engine.decode must be one of"):
         get_generator("transformers", base_model, options={"decode": "fast"}).load().generate(
             [[1, 2, 3]], Sampling(temperature=0.0, max_new_tokens=2), [0])
+
+
+def test_shared_prefix_decoding_gives_each_prompts_own_greedy_tokens_and_log_probs(base_model, tokenizer):
+    """generate_shared decodes a passage's candidates on one prefill of it: greedy, each candidate's
+    tokens are what generate gives its whole prompt alone, and the log-probabilities it returns for
+    the forced opener and the generated tokens are a teacher-forced pass's."""
+    from revgen.lm import Scorer
+
+    asks = ["Name a river in Africa.", "Say hello to the Eiffel Tower in French."]
+    heads = [tokenizer.apply_chat_template([{"role": "user", "content": a}], add_generation_prompt=True,
+                                           tokenize=False) for a in asks]  # fmt: skip
+    groups = [[(encode_prompt(tokenizer, h), 0)] + [(encode_prompt(tokenizer, h + w), 0) for w in ("The", "Sure")]
+              for h in heads]  # fmt: skip
+    for g, h in zip(groups, heads):  # the forced tail: what each prompt adds to the free one
+        g[1:] = [(p, len(p) - len(g[0][0])) for p, _ in g[1:]]
+        assert all(p[: len(g[0][0])] == g[0][0] for p, _ in g)
+    gen = get_generator("transformers", base_model, batch_size=8, dtype="float32").load()
+    greedy = Sampling(temperature=0.0, max_new_tokens=24)
+    got = gen.generate_shared(groups, greedy, [1, 2])
+    alone = gen.generate([p for g in groups for p, _ in g], greedy, [1] * 6)
+    assert [c.text for cands in got for c in cands] == [cands[0].text for cands in alone]
+    assert [c.finish_reason for cands in got for c in cands] == [cands[0].finish_reason for cands in alone]
+    scorer = Scorer(gen.hf_model, tokenizer)
+    for g, cands in zip(groups, got):
+        for (prompt, forced), c in zip(g, cands):
+            assert len(c.fit_ids) == len(c.fit_logprobs) == forced + c.n_tokens + (c.finish_reason == "stop")
+            head = prompt[: len(prompt) - forced]
+            (nll,) = scorer._batch([head], [(0, c.fit_ids)])
+            assert abs(-sum(c.fit_logprobs) - nll) < 1e-2 * len(c.fit_ids)

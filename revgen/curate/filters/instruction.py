@@ -65,9 +65,17 @@ def _headings() -> str:
     return "|".join(sorted(found))
 
 
+ROLES = r"(?:question|instruction|input|response|answer|output|context|query|prompt|task|q|a)"
+
+
 class TemplateLeak(_Patterns):
+    """A prompt format in the instruction: a template's '### Heading:', any markdown heading of level
+    2 or more ("### Example:"), a role label opening a line ("Question: ...", "Instruction:",
+    "Q:"), chat markers."""
+
     name = "template_leak"
-    patterns = (rf"###\s*(?:{_headings()})\b", r"<\|im_(?:start|end)\|>", r"</?s>")
+    patterns = (rf"###\s*(?:{_headings()})\b", r"(?:^|\n)\s*#{2,6}\s*\w", rf"(?:^|\n)\s*{ROLES}\s*:",
+                r"<\|im_(?:start|end)\|>", r"</?s>")
 
     def __call__(self, r):
         return not self.hit(r["instruction"])
@@ -93,15 +101,27 @@ class UnseenReference(_Patterns):
     # modules).
     patterns = (r"\b(?:this|the|above|given|following|provided|preceding) (?:passage|text|paragraph|article|"
                 r"excerpt|document|response|(?:input|output|story)(?! of\b)|answer|essay|reference text)\b",
-                r"\bthe following (?:code|snippet|program|command|function)s?\s*[?.:]?\s*$",
                 r"\bthe (?:text|passage|paragraph|information|answer) (?:above|below|provided|given)\b",
                 r"\bbased on (?:the|this) (?:information|text|passage|input|context)\b",
                 r"\b(?:above|aforementioned)\b", r"\baccording to the (?:text|passage|article|author)\b")  # fmt: skip
 
     NOUN = re.compile(r"\b(?:this|the|above|given|following|provided|preceding) (\w+)", re.I)
+    # "What is the output of the following code?", "...of this command?", "Which of the following is
+    # true?": code, options or a list the instruction points at but does not hold. The record's
+    # reader sees the instruction alone, so the passage holding the code does not help; only the
+    # instruction itself holding it after the reference does ("...the following code: print(2)").
+    DANGLING = re.compile(r"\b(?:this|these|the following|the above|the below|the preceding|the previous)\s+"
+                          r"(?:[\w-]+\s+){0,2}?(?:code|snippets?|programs?|commands?|scripts?|quer(?:y|ies)|regex|"
+                          r"expressions?|options?|lists?|tables?|choices|sentences?|statements?|examples?|"
+                          r"functions?|methods?|classes|items)\b|\b(?:which|what|who|any|one|none) of the "
+                          r"following\b", re.I)  # fmt: skip
 
     def __call__(self, r):
-        if r.get("input", "").strip() or not self.hit(r["instruction"]):
+        if r.get("input", "").strip():
+            return True
+        if _dangles(self.DANGLING, r["instruction"]):
+            return False, "dangling_reference"
+        if not self.hit(r["instruction"]):
             return True
         # "Return the text with tabs expanded" about a function whose parameter is `text`: the passage
         # names it as code, so "the text" is that parameter, not a text the reader cannot see.
@@ -109,6 +129,19 @@ class UnseenReference(_Patterns):
         masked = self.NOUN.sub(lambda m: "" if _identifier(m.group(1), r.get("output", "")) or _introduced(m, text)
                                else m.group(0), text)  # fmt: skip
         return not self.hit(masked)
+
+
+def _dangles(pattern: re.Pattern, text: str) -> bool:
+    """A reference ``pattern`` finds whose object the instruction does not hold after it: no colon
+    or line break followed by content, no code in backticks, no list of items (two commas, or a
+    comma and an "or"/"and")."""
+    for m in pattern.finditer(text):
+        after = text[m.end() :]
+        holds = (re.search(r"[:\n]\s*\S", after) or "`" in after or after.count(",") >= 2
+                 or ("," in after and re.search(r"\b(?:or|and)\b", after)))  # fmt: skip
+        if not holds:
+            return True
+    return False
 
 
 def _introduced(m: re.Match, text: str) -> bool:

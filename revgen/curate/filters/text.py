@@ -70,7 +70,7 @@ class GopherQuality(Filter):
             return False, "short_words"
         if self.max_mean_word_length is not None and mean > self.max_mean_word_length:
             return False, "long_words"
-        if self.min_alpha_ratio is not None and sum(any(c.isalpha() for c in t) for t in shape) / len(shape) < self.min_alpha_ratio:
+        if self.min_alpha_ratio is not None and alpha_share(shape) < self.min_alpha_ratio:
             return False, "not_alphabetic"
         lower = [t.lower().strip(".,;:!?\"'()") for t in toks]
         if self.min_stop_words is not None and sum(t in STOP_WORDS for t in lower) < self.stop_words_needed(n):
@@ -86,3 +86,13 @@ class GopherQuality(Filter):
             if count > 1 and count * (len(gram[0]) + len(gram[1])) / max(len(text), 1) > self.max_top_2gram_ratio:
                 return False, "repeated_2gram"
         return True
+
+
+LIST_MARKER = re.compile(r"^(?:\(?\d{1,3}[.)]|[-*\u2022\u2013])$")
+
+
+def alpha_share(tokens: list[str]) -> float:
+    """Share of tokens with a letter, list markers ("1.", "2)", "-", "*") not counted: a numbered
+    list of names is prose, a table of numbers is not."""
+    words = [t for t in tokens if not LIST_MARKER.match(t)] or tokens
+    return sum(any(c.isalpha() for c in t) for t in words) / len(words)
