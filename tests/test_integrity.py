@@ -89,7 +89,7 @@ CASES = [
     (["synthesize", "{corpus}", "--adapter", "{adapter}", "--set", "dtype=fp8", "-o", "{out}"], r"dtype must be one of auto"),
     (["curate", "{tmp}/recs.jsonl", "-o", "{out}", "--set", "score.scorers=[cycle]", "--set", "score.select.score=cycle",
       "--set", "score.select.threshold=0.5"], r"threshold for cycle must be a mean log-probability <= 0"),
-    (["curate", "{tmp}/recs.jsonl", "-o", "{out}", "--preset", "long-answers"], r"preset must be one of \['openers', 'short-answers'\]"),
+    (["curate", "{tmp}/recs.jsonl", "-o", "{out}", "--preset", "long-answers"], r"preset must be one of \['auto', 'none', 'openers', 'short-answers'\]"),
     (["rewrite", "{tmp}/synth-partial", "-o", "{out}"], r"not complete \(status: running\).*--allow-partial"),
     (["rewrite", "{tmp}/recs.jsonl", "-o", "{out}", "--set", "engine.trust_remote_code=true"], r"remote code stays off"),
     (["run", "{tmp}/escape.yaml"], r"stage name '../escape' must be"),

@@ -30,7 +30,7 @@ def run_dirs(trained_adapter, dolly_rows, tmp_path_factory):
     synth = root / "synth"
     synthesize(SynthConfig(corpus=str(root / "corpus" / "docs.jsonl"), adapter=str(trained_adapter[0]),
                            output_dir=str(synth), backend="transformers", temperature=0.0, max_new_tokens=24,
-                           batch_size=8, micro_batch_size=8, shard_size=8, min_words=8))  # fmt: skip
+                           batch_size=8, micro_batch_size=8, shard_size=8, min_words=8, openers=0))  # fmt: skip
     curate(CurateConfig(input=str(synth), output_dir=str(root / "dataset")))
     return synth, root / "dataset"
 

@@ -30,7 +30,8 @@ def corpus(tmp_path_factory, dolly_rows):
 
 def run(adapter, corpus, out, **kw):
     args = dict(corpus=str(corpus), adapter=str(adapter), output_dir=str(out), backend="transformers",
-                temperature=0.0, max_new_tokens=32, batch_size=4, micro_batch_size=4, shard_size=5, min_words=8)
+                temperature=0.0, max_new_tokens=32, batch_size=4, micro_batch_size=4, shard_size=5, min_words=8,
+                openers=0)  # one free candidate per segment unless a test asks for more
     return synthesize(SynthConfig(**{**args, **kw}))
 
 
@@ -81,7 +82,7 @@ def test_candidates_get_distinct_seeds_per_segment(trained_adapter, corpus, tmp_
 def _cli(adapter, corpus, out):
     return [sys.executable, "-m", "revgen", "synthesize", str(corpus), "--adapter", str(adapter), "-o", str(out),
             "--backend", "transformers", "--greedy", "--max-new-tokens", "32", "--batch-size", "2",
-            "--set", "shard_size=5", "--set", "micro_batch_size=4", "--set", "min_words=8"]
+            "--set", "shard_size=5", "--set", "micro_batch_size=4", "--set", "min_words=8", "--openers", "0"]
 
 
 def _lines(out: Path) -> int:

@@ -211,7 +211,7 @@ def test_selection_runs_before_generation_and_the_dry_run_counts_what_the_run_do
     # --select off generates for every segment the segmenter made, the table included
     res = CliRunner().invoke(cli, ["synthesize", str(corpus), "--adapter", str(trained_adapter[0]), "-o", str(out),
                                    "--backend", "transformers", "--select", "off", "--dry-run", "--probe", "1",
-                                   "--max-new-tokens", "8"])  # fmt: skip
+                                   "--max-new-tokens", "8", "--openers", "0"])  # fmt: skip
     assert res.exit_code == 0, res.output
     off = json.loads(res.output[res.output.index("{"):])
     assert off["segments"] == 8 and "selected" not in off and off["generations"] == 8
