@@ -48,7 +48,7 @@ def cli(verbose: int, quiet: bool) -> None:
     setup_logging(-1 if quiet else verbose)
 
 
-@cli.command()
+@cli.command(epilog="\b\nExample:\n  revgen env --json")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def env(as_json: bool) -> None:
     """Versions, device, CUDA, bf16 / 4-bit / flash-attn availability."""
@@ -62,7 +62,7 @@ def env(as_json: bool) -> None:
             click.echo(f"{k:>16}: {v}")
 
 
-@cli.command()
+@cli.command(epilog="\b\nExample:\n  revgen train -o runs/backward --max-steps 30\n  revgen train --recipe recipes/seed-llama2-7b-qlora.yaml")
 @recipe_opt
 @click.option("--task", type=click.Choice(["backward", "forward"]),
               help="backward: response -> instruction (default); forward: instruction -> response.")
@@ -92,7 +92,7 @@ def env(as_json: bool) -> None:
 @set_opt
 def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, data_tags, **flags) -> None:
     """Fine-tune the backward model (response -> instruction), or a forward model, with trl + LoRA/QLoRA."""
-    from revgen.train.trainer import TrainConfig
+    from revgen.api import train_config
     from revgen.train.trainer import train as run
 
     for name, given in (("--data-cap", data_caps), ("--data-tag", data_tags)):
@@ -106,22 +106,19 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, da
         specs = [s if len(s) > 1 else s["source"] for s in specs]
         flags["data"] = specs[0] if specs == [data[0]] else specs
     overrides = cfgmod.merge(flags, cfgmod.parse_overrides(sets))
-    section = "forward" if flags.get("task") == "forward" else "train"
-    if section == "forward":
-        overrides["task"] = "forward"
     if categories:
         overrides["categories"] = list(categories)
     if load_in_4bit:
         overrides["load_in_4bit"] = {"true": True, "false": False}.get(load_in_4bit, "auto")
     if max_steps is not None:
         overrides["trainer"] = {**overrides.get("trainer", {}), "max_steps": max_steps}
-    cfg = cfgmod.load(TrainConfig, section, recipe, overrides)
+    cfg = train_config(recipe, overrides)
     info = run(cfg)
     click.echo(json.dumps({k: info[k] for k in ("train_loss", "steps", "tokens_per_s", "wall_time_s")}))
     click.echo(f"adapter: {cfg.output_dir}", err=True)
 
 
-@cli.command()
+@cli.command(epilog="\b\nExample:\n  revgen synthesize my-corpus/ --adapter runs/backward -o out/synth\n  revgen synthesize pages.warc.gz --adapter runs/backward --dry-run")
 @click.argument("corpus", required=False)
 @recipe_opt
 @click.option("--adapter", help="Adapter dir from `revgen train` (default runs/backward).")
@@ -176,7 +173,7 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, da
 @set_opt
 def synthesize(recipe, sets, greedy, push_to, private, license_, select_preset, dry_run, probe, **flags) -> None:
     """Generate instructions for CORPUS (file, folder or Hub id) with the backward model."""
-    from revgen.synthesize.run import SynthConfig
+    from revgen.api import synth_config
     from revgen.synthesize.run import synthesize as run
 
     overrides = cfgmod.merge(flags, cfgmod.parse_overrides(sets))
@@ -187,13 +184,7 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, select_preset, 
     if select_preset:
         overrides = cfgmod.merge({"select": {"preset": None if select_preset == "default" else select_preset}},
                                  overrides)  # fmt: skip
-    values = None
-    if recipe:  # selection drops what the recipe's curation would, no more
-        from revgen.synthesize.select import follow_curate
-
-        sections = cfgmod.read_recipe(recipe)
-        values = follow_curate(sections.get("synthesize") or {}, sections.get("curate"))
-    cfg = cfgmod.load(SynthConfig, "synthesize", recipe, overrides, values)
+    cfg = synth_config(recipe, overrides)  # the API builds the same config (revgen/api.py)
     if dry_run:
         from revgen.synthesize.run import dry_run as estimate
 
@@ -206,7 +197,7 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, select_preset, 
         _push(cfg.output_dir, push_to, private, license_)
 
 
-@cli.command()
+@cli.command(epilog="\b\nExample:\n  revgen curate out/synth -o dataset --format sharegpt")
 @click.argument("input_path", metavar="INPUT", required=False)
 @recipe_opt
 @click.option("-o", "--output-dir", help="Where dataset.jsonl, rejected.jsonl and stats.json go.")
@@ -227,7 +218,8 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, select_preset, 
 def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_, allow_partial, preset, executor,
            tasks, ray_address) -> None:
     """Filter and deduplicate synthesized records (a synthesize dir or a .jsonl) into a dataset."""
-    from revgen.curate.curation import CurateConfig, counts_table
+    from revgen.api import curate_config
+    from revgen.curate.curation import counts_table
     from revgen.curate.curation import curate as run
 
     overrides = cfgmod.merge({"input": input_path, "output_dir": output_dir, "format": fmt,
@@ -235,7 +227,7 @@ def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_
                               "engine": {k: v for k, v in (("executor", executor), ("tasks", tasks),
                                                            ("ray_address", ray_address)) if v is not None}},
                              cfgmod.parse_overrides(sets))  # fmt: skip
-    cfg = cfgmod.load(CurateConfig, "curate", recipe, overrides)
+    cfg = curate_config(recipe, overrides)
     stats = run(cfg)
     if stats.get("submitted"):  # Slurm: the jobs run on; the same command again writes the dataset
         click.echo(json.dumps({"submitted": True, "logs": stats["submitted"]}))
@@ -246,7 +238,7 @@ def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_
         _push(cfg.output_dir, push_to, private, license_)
 
 
-@cli.command()
+@cli.command(epilog="\b\nExample:\n  revgen card dataset --license cc-by-sa-3.0")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @license_opt
 @language_opt
@@ -262,7 +254,7 @@ def card(path, license_, languages, pretty_name, repo_id, template) -> None:
     click.echo(str(out))
 
 
-@cli.command()
+@cli.command(epilog="\b\nExample:\n  HF_TOKEN=... revgen push dataset --repo-id me/my-instructions")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--repo-id", required=True, help="Hub dataset id, user/name or org/name.")
 @private_opt
@@ -275,7 +267,7 @@ def push(path, repo_id, private, license_, languages) -> None:
     _push(path, repo_id, private, license_, languages)
 
 
-@cli.command(name="eval")
+@cli.command(name="eval", epilog="\b\nExample:\n  revgen eval --adapter runs/backward --max-rows 64")
 @recipe_opt
 @click.option("--task", type=click.Choice(["backward", "forward"]), default="backward",
               help="backward: instructions recovered by the adapter; forward: a forward model on held-out pairs.")
@@ -318,7 +310,7 @@ def eval_cmd(recipe, sets, no_base, task, model_dir, against, tag, **flags) -> N
     click.echo(table(evaluate(cfg)))
 
 
-@cli.command()
+@cli.command(epilog="\b\nExample:\n  revgen rewrite dataset/dataset.jsonl -o rewritten --backend transformers")
 @click.argument("input_path", metavar="DATASET", required=False)
 @recipe_opt
 @click.option("-o", "--output-dir", help="Where the rewritten shards and run.json go.")
@@ -338,7 +330,7 @@ def rewrite(input_path, recipe, sets, **flags) -> None:
     click.echo(json.dumps(info["counts"]))
 
 
-@cli.command()
+@cli.command(epilog="\b\nExample:\n  revgen report dataset")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 def report(path) -> None:
     """Write PATH/report.html: the funnel, lengths, instruction mix, scores and examples of a curate dir."""
@@ -347,7 +339,7 @@ def report(path) -> None:
     click.echo(str(write(path)))
 
 
-@cli.command(name="run")
+@cli.command(name="run", epilog="\b\nExample:\n  revgen run recipes/smollm2-135m-cpu.yaml --until curate")
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
 @click.option("--from", "start", metavar="STAGE", help="Rerun this stage and everything after it.")
 @click.option("--until", metavar="STAGE", help="Stop after this stage.")

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in a notebook, a bar in a terminal
 
 
 def estimate_documents(source: str) -> int | None:

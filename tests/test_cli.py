@@ -67,3 +67,19 @@ def test_an_empty_data_tag_on_the_command_line_is_refused_as_in_a_recipe(tmp_pat
     res = run("train", "--task", "forward", "--data", str(rows), "--data-tag", "", "-o", str(tmp_path / "m"))
     assert res.exit_code != 0 and "data[0].tag must be seed, augmented or the tag's own text" in res.output
     assert not (tmp_path / "m").exists()
+
+
+def test_every_command_help_ends_with_an_example_that_uses_its_own_options():
+    from click.testing import CliRunner
+
+    from revgen.cli import cli
+
+    for name, cmd in cli.commands.items():
+        text = CliRunner().invoke(cli, [name, "--help"]).output.rstrip()
+        example = text.rsplit("Example:", 1)
+        assert len(example) == 2, f"revgen {name} --help has no example"
+        known = {opt for p in cmd.params for opt in (*p.opts, *p.secondary_opts)}
+        for line in example[1].strip().splitlines():
+            words = line.split()
+            assert words[words.index("revgen") + 1] == name, line
+            assert {w for w in words if w.startswith("-")} <= known, f"revgen {name}: {line}"

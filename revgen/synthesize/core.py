@@ -22,7 +22,7 @@ from revgen.prompts import get_template
 from revgen.synthesize.boilerplate import Boilerplate
 from revgen.synthesize.corpus import CorpusStats, read_documents
 from revgen.synthesize.segment import LABELS, Segmenter
-from revgen.synthesize.select import DROPPED, SelectSettings, Selector
+from revgen.synthesize.select import DROPPED, Selector, SelectSettings
 from revgen.synthesize.shardwork import ShardWriter, units
 
 LEARN_DOCS = 5000  # documents read first to find each site's repeated lines (boilerplate.py)

@@ -24,10 +24,9 @@ class Extractor:
 
     def __init__(self, timeout: float = 10.0):
         try:
+            import trafilatura  # noqa: F401
             from datatrove.pipeline.extractors import Trafilatura
             from datatrove.pipeline.extractors.base import ExtractorSandbox
-
-            import trafilatura  # noqa: F401
         except ImportError as exc:
             raise UserError(f"reading HTML needs trafilatura ({exc}): pip install trafilatura") from None
         self._step = Trafilatura(favour_precision=True, timeout=timeout, output_format="markdown", include_tables=True)

@@ -103,8 +103,8 @@ def run_ray(ctx, out: Path) -> dict:
     progress, shard_dir = Progress(cfg.corpus), out / "shards"
     from collections import Counter
 
-    from revgen.synthesize.select import DROPPED
     from revgen.synthesize.segment import SegmentStats
+    from revgen.synthesize.select import DROPPED
 
     passed = {"corpus": {"documents": 0, "bad_rows": 0, "bad_row_examples": []}, "counts": {"duplicate_segments": 0},
               "segments": vars(SegmentStats()), "removed": Counter()}  # fmt: skip
