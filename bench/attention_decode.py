@@ -53,7 +53,7 @@ def main():
         }
         for name, be in [("efficient", SDPBackend.EFFICIENT_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION),
                          ("math", SDPBackend.MATH)]:  # fmt: skip
-            cands[f"sdpa {name}"] = (lambda be=be: _forced(be, q, k, v, mask, groups))
+            cands[f"sdpa {name}"] = lambda be=be: _forced(be, q, k, v, mask, groups)
         cands["sdpa-nomask flash"] = lambda: _forced(SDPBackend.FLASH_ATTENTION, q, k, v, None, groups)
         for name, fn in cands.items():
             try:

@@ -73,7 +73,9 @@ def main():
         c["fwd"] = -s / max(n, 1)  # higher: the instruction makes the response likelier
     outs = [segs[k][0]["output"] for k in keys]
     reals = [real[o.strip()] for o in outs]
-    swapped = [s / max(n, 1) for s, n in scorer.nll([tmpl.prompt(reals[j], "", tok) for j in derangement(len(keys), 0)], outs)]
+    swapped = [
+        s / max(n, 1) for s, n in scorer.nll([tmpl.prompt(reals[j], "", tok) for j in derangement(len(keys), 0)], outs)
+    ]
     own = [s / max(n, 1) for s, n in scorer.nll([tmpl.prompt(x, "", tok) for x in reals], outs)]
     counts = json.loads((args.backward / "openers.json").read_text())["counts"]
     target = target_mix.target_from_openers(counts)
@@ -110,8 +112,13 @@ def main():
     chosen = best("pmi")
     for q in (0.1, 0.2, 0.3):
         cut = sorted(c["pmi"] for c in chosen)[int(q * len(chosen))]
-        res[f"best mean pmi, lowest {q:.0%} dropped"] = measure(chosen, [i for i, c in enumerate(chosen) if c["pmi"] >= cut])
-    write_json(args.output or args.curated / "choice_rules.json", {"passages": len(keys), "candidates": len(flat), "rules": res})
+        res[f"best mean pmi, lowest {q:.0%} dropped"] = measure(
+            chosen, [i for i, c in enumerate(chosen) if c["pmi"] >= cut]
+        )
+    write_json(
+        args.output or args.curated / "choice_rules.json",
+        {"passages": len(keys), "candidates": len(flat), "rules": res},
+    )
     cols = ["n", "questions", "real_questions", "tv_leading_word", "info_vs_real", "length_ratio", "forced"]
     print(f"| rule | {' | '.join(cols)} |\n|---|{'---|' * len(cols)}")
     for name, r in res.items():

@@ -72,7 +72,9 @@ def run(corpus: Path, out: Path, path: str, tasks: int, keep_work: bool = False)
 
     cmd = [sys.executable, "-m", "revgen", "curate", str(corpus), "-o", str(out), "--set", "report=false"]
     if path != "inprocess":
-        cmd += ["--executor", path, "--tasks", str(tasks)] + (["--set", "engine.keep_work_dir=true"] if keep_work else [])
+        cmd += ["--executor", path, "--tasks", str(tasks)] + (
+            ["--set", "engine.keep_work_dir=true"] if keep_work else []
+        )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -124,7 +126,9 @@ def main():
     ap.add_argument("--shards", type=int, default=0, help="input shards (default: one per 50k records, >= 4)")
     ap.add_argument("--spliced", action="store_true", help="instructions as bench/curate_throughput.py splices them")
     ap.add_argument("--work", default=None, help="where corpora and outputs go (default: a temp dir)")
-    ap.add_argument("--keep-work-dir", action="store_true", help="keep the staged intermediates; report each stage's wall time")
+    ap.add_argument(
+        "--keep-work-dir", action="store_true", help="keep the staged intermediates; report each stage's wall time"
+    )
     args = ap.parse_args()
     base = Path(args.work or tempfile.mkdtemp(prefix="curate-scale-"))
     results = []

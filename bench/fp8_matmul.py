@@ -62,8 +62,13 @@ def main():
         fp8_ms = timed(step, args.reps)
         a8, sa = fp8._quant_rows(x.detach())
         b8, sb = fp8._quant_weight(lin, transposed=False)
-        ceiling_ms = timed(lambda: [torch._scaled_mm(a8, b8.t(), scale_a=sa, scale_b=sb[None, :],
-                                                     out_dtype=torch.bfloat16) for _ in range(2)], args.reps)
+        ceiling_ms = timed(
+            lambda: [
+                torch._scaled_mm(a8, b8.t(), scale_a=sa, scale_b=sb[None, :], out_dtype=torch.bfloat16)
+                for _ in range(2)
+            ],
+            args.reps,
+        )
         quant_ms = timed(lambda: fp8._quant_rows(x.detach()), args.reps)
         weight_ms = timed(lambda: fp8._quant_weight(lin, transposed=False), args.reps)
         weight_t_ms = timed(lambda: fp8._quant_weight(lin, transposed=True), args.reps)
@@ -75,11 +80,21 @@ def main():
                     step()
                 torch.cuda.synchronize()
             print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12), flush=True)
-        emit({"shape": name, "tokens": args.tokens, "bf16_ms": round(bf16_ms, 3), "fp8_ms": round(fp8_ms, 3),
-              "speedup": round(bf16_ms / fp8_ms, 2),
-              "two_fp8_matmuls_ms": round(ceiling_ms, 3), "quant_input_ms": round(quant_ms, 3),
-              "weight_ms": round(weight_ms, 3), "weight_transposed_ms": round(weight_t_ms, 3),
-              "rel_err_out": round(err_y, 4), "rel_err_grad": round(err_g, 4)})
+        emit(
+            {
+                "shape": name,
+                "tokens": args.tokens,
+                "bf16_ms": round(bf16_ms, 3),
+                "fp8_ms": round(fp8_ms, 3),
+                "speedup": round(bf16_ms / fp8_ms, 2),
+                "two_fp8_matmuls_ms": round(ceiling_ms, 3),
+                "quant_input_ms": round(quant_ms, 3),
+                "weight_ms": round(weight_ms, 3),
+                "weight_transposed_ms": round(weight_t_ms, 3),
+                "rel_err_out": round(err_y, 4),
+                "rel_err_grad": round(err_g, 4),
+            }
+        )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,13 @@ def plain_hf(model_dir, ps, dtype):
     for i in range(0, len(texts), 16):
         enc = tok(texts[i : i + 16], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
-                                 pad_token_id=tok.pad_token_id)
+            out = model.generate(
+                **enc,
+                max_new_tokens=NEW_TOKENS,
+                min_new_tokens=NEW_TOKENS,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+            )
         n += (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
     return n, time.perf_counter() - t
 
@@ -94,8 +99,12 @@ def revgen_backend(backend, model_dir, ps, micro_batch, dtype):
     return sum(c.n_tokens for cands in res for c in cands), dt
 
 
-AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-            "PYTHONPATH": str(Path(__file__).resolve().parent / "avx2")}
+AVX2_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "PYTHONPATH": str(Path(__file__).resolve().parent / "avx2"),
+}
 
 
 def measure(variant: str, micro_batch: int, dtype: str) -> dict:
@@ -119,9 +128,16 @@ def measure(variant: str, micro_batch: int, dtype: str) -> dict:
     else:
         n, dt = plain_vllm(model_dir, ps, dtype)
     total = time.perf_counter() - t0
-    return {"variant": variant, "dtype": dtype, "cpu": dtypes.cpu_info(), "tokens": n, "seconds": round(dt, 2),
-            "tokens_per_s": round(n / dt, 1), "load_s": round(total - dt, 1),
-            "prompt_tokens_mean": round(sum(map(len, ps)) / len(ps), 1)}
+    return {
+        "variant": variant,
+        "dtype": dtype,
+        "cpu": dtypes.cpu_info(),
+        "tokens": n,
+        "seconds": round(dt, 2),
+        "tokens_per_s": round(n / dt, 1),
+        "load_s": round(total - dt, 1),
+        "prompt_tokens_mean": round(sum(map(len, ps)) / len(ps), 1),
+    }
 
 
 def main():

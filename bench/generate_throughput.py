@@ -55,7 +55,9 @@ def make_adapter(model_dir: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": _dev()})
-    model = get_peft_model(base, LoraConfig(r=16, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = get_peft_model(
+        base, LoraConfig(r=16, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     model.save_pretrained(out)
     del model, base
 
@@ -78,6 +80,7 @@ def hf_loop(model, prompts, batch, **kw):
             with torch.inference_mode():
                 model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW,
                                min_new_tokens=NEW, do_sample=False, pad_token_id=3, **kw)  # fmt: skip
+
     return go
 
 
@@ -92,10 +95,11 @@ def padded_loop(model, prompts, batch, **kw):
             ids = torch.full((len(chunk), width), 3, dtype=torch.long)
             mask = torch.zeros_like(ids)
             for r, p in enumerate(chunk):
-                ids[r, width - len(p):], mask[r, width - len(p):] = torch.tensor(p), 1
+                ids[r, width - len(p) :], mask[r, width - len(p) :] = torch.tensor(p), 1
             with torch.inference_mode():
                 model.generate(input_ids=ids.to(_dev()), attention_mask=mask.to(_dev()), max_new_tokens=NEW,
                                min_new_tokens=NEW, do_sample=False, pad_token_id=3, **kw)  # fmt: skip
+
     return go
 
 
@@ -147,7 +151,9 @@ def variant(name, model_dir, adapter, merged, prompts, args):
         return {"calls": calls, "tokens_per_s": round(args.calls * size * NEW / total_s, 1), "batch": args.batch,
                 "last_over_first": round(calls[-1]["tokens_per_s"] / calls[0]["tokens_per_s"], 3)}  # fmt: skip
     _reset_peak()
-    res = timed(lambda: OUTPUTS.__setitem__(name, gen.generate(prompts, sampling, [0] * len(prompts))), len(prompts) * NEW)
+    res = timed(
+        lambda: OUTPUTS.__setitem__(name, gen.generate(prompts, sampling, [0] * len(prompts))), len(prompts) * NEW
+    )
     return res | {"batch": args.batch, "budget_tokens": gen.token_budget()}
 
 
@@ -177,13 +183,20 @@ def main():
     ap.add_argument("--seed-prompts", type=int, default=64)
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--tiny", action="store_true", help="small dimensions: a smoke test of the code path")
-    ap.add_argument("--real-lengths", action="store_true",
-                    help="prompt lengths of real text (bench/real_lengths.json: median 136, p90 350, max 1536) instead of 256")
+    ap.add_argument(
+        "--real-lengths",
+        action="store_true",
+        help="prompt lengths of real text (bench/real_lengths.json: median 136, p90 350, max 1536) instead of 256",
+    )
     ap.add_argument("--max-memory-gib", type=float, help="cap this process's GPU memory (e.g. 24: a 24 GB card)")
-    ap.add_argument("--calls", type=int, default=1, help="split the prompts into this many shards, one generate call each")
+    ap.add_argument(
+        "--calls", type=int, default=1, help="split the prompts into this many shards, one generate call each"
+    )
     args = ap.parse_args()
     if args.max_memory_gib and torch.cuda.is_available():
-        torch.cuda.set_per_process_memory_fraction(args.max_memory_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory)
+        torch.cuda.set_per_process_memory_fraction(
+            args.max_memory_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory
+        )
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     model_dir, _ = build(workdir, args.layers, rows=10, tiny=args.tiny)

@@ -46,9 +46,20 @@ def splits(rows: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
     return S, U, [r for r in rows if id(r) not in used]
 
 
-def run_variant(args, U, out: Path, adapter: Path, name: str, candidates: int, n_openers: int, choose: bool,
-                kinds: str = "any", synth_name: str | None = None, target_mix: str | None = None,
-                keep: float | None = None):
+def run_variant(
+    args,
+    U,
+    out: Path,
+    adapter: Path,
+    name: str,
+    candidates: int,
+    n_openers: int,
+    choose: bool,
+    kinds: str = "any",
+    synth_name: str | None = None,
+    target_mix: str | None = None,
+    keep: float | None = None,
+):
     from revgen.curate.curation import CurateConfig, GopherSettings, ScoreSettings, curate
     from revgen.synthesize.run import SynthConfig, synthesize
 
@@ -94,11 +105,22 @@ def main():
     ap.add_argument("--variants", nargs="+", default=["free", "free-best", "openers", "openers-requests", "openers-mix"],
                     choices=["free", "free-best", "openers", "openers-requests", "openers-mix", "openers-requests-mix",
                              "openers-both", "openers-both-mix", "openers-both-mix-floor"])  # fmt: skip
-    ap.add_argument("--split", choices=["U", "T", "UH"], default="U", help="U: the value bench's held-out split; "
-                    "T: the rows in no split of this bench, to choose a setting on; UH: U and H, held out together")
+    ap.add_argument(
+        "--split",
+        choices=["U", "T", "UH"],
+        default="U",
+        help="U: the value bench's held-out split; "
+        "T: the rows in no split of this bench, to choose a setting on; UH: U and H, held out together",
+    )
     args = ap.parse_args()
     args.model, args.max_length, args.dtype, args.backward_steps, args.batch, args.lr = (
-        "smollm2-135m", 160, "auto", 30, 4, 3e-4)  # bench/value.py's defaults
+        "smollm2-135m",
+        160,
+        "auto",
+        30,
+        4,
+        3e-4,
+    )  # bench/value.py's defaults
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = load_pairs()

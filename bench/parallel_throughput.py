@@ -97,7 +97,9 @@ def main():
         ref = n / base[0]["processes"]
         row["efficiency"] = round(row["segments_per_s"] / (ref * base[0]["segments_per_s"]), 3)
         if row["generate_tokens_per_s"] and base[0]["generate_tokens_per_s"]:
-            row["efficiency_generation"] = round(row["generate_tokens_per_s"] / (ref * base[0]["generate_tokens_per_s"]), 3)
+            row["efficiency_generation"] = round(
+                row["generate_tokens_per_s"] / (ref * base[0]["generate_tokens_per_s"]), 3
+            )
         results.append(row)
         emit(row)
     for r in results:

@@ -23,7 +23,9 @@ from pathlib import Path
 from harness import markdown_table, parser, timed, write_json
 
 KINDS = ("mismatch", "zero_shot", "truncated")
-ZERO_SHOT = "Write the question or instruction that the following text answers. Reply with the instruction only.\n\n{text}"
+ZERO_SHOT = (
+    "Write the question or instruction that the following text answers. Reply with the instruction only.\n\n{text}"
+)
 
 
 def auc(pos: list[float], neg: list[float], higher: bool) -> float:
@@ -36,7 +38,10 @@ def auc(pos: list[float], neg: list[float], higher: bool) -> float:
 def auc_ci(pos, neg, higher, n=500, seed=0) -> dict:
     rng = random.Random(seed)
     draws = sorted(auc(rng.choices(pos, k=len(pos)), rng.choices(neg, k=len(neg)), higher) for _ in range(n))
-    return {"auc": round(auc(pos, neg, higher), 3), "ci95": [round(draws[int(0.025 * n)], 3), round(draws[int(0.975 * n) - 1], 3)]}
+    return {
+        "auc": round(auc(pos, neg, higher), 3),
+        "ci95": [round(draws[int(0.025 * n)], 3), round(draws[int(0.975 * n) - 1], 3)],
+    }
 
 
 def precision_at_recall(pos, neg, higher, recall=0.8) -> dict:
@@ -57,7 +62,9 @@ def zero_shot(model_ref: str, texts: list[str], max_new_tokens: int) -> list[str
     prompts = [tok.apply_chat_template([{"role": "user", "content": ZERO_SHOT.format(text=t)}], tokenize=True,
                                        add_generation_prompt=True, return_dict=True)["input_ids"] for t in texts]  # fmt: skip
     try:
-        outs = gen.generate([list(p) for p in prompts], Sampling(temperature=0.0, max_new_tokens=max_new_tokens), [0] * len(prompts))
+        outs = gen.generate(
+            [list(p) for p in prompts], Sampling(temperature=0.0, max_new_tokens=max_new_tokens), [0] * len(prompts)
+        )
     finally:
         gen.close()
     return [o[0].text.strip().splitlines()[0] if o[0].text.strip() else "" for o in outs]

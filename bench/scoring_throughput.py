@@ -43,7 +43,9 @@ def one_pass(model, tokenizer, batch_size: int, prompts: list[str], completions:
         with torch.inference_mode():
             logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
             target = labels[:, 1:].to(model.device)
-            nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), target.clamp(min=0), reduction="none")
+            nll = torch.nn.functional.cross_entropy(
+                logits[:, :-1].transpose(1, 2), target.clamp(min=0), reduction="none"
+            )
             for row, v in zip(idx, (nll * (target != -100)).sum(1).tolist()):
                 out[row] = v
     return out
@@ -67,7 +69,10 @@ def main():
     args = ap.parse_args()
 
     cfg = SHAPES[args.shape]
-    vocab = {f"w{i}": i for i in range(cfg["vocab_size"] - 2)} | {"<unk>": cfg["vocab_size"] - 2, "</s>": cfg["vocab_size"] - 1}
+    vocab = {f"w{i}": i for i in range(cfg["vocab_size"] - 2)} | {
+        "<unk>": cfg["vocab_size"] - 2,
+        "</s>": cfg["vocab_size"] - 1,
+    }
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="</s>", unk_token="<unk>", pad_token="</s>")
@@ -111,7 +116,9 @@ def main():
     for batch in args.batch:
         a, b = by[("one-pass", batch)]["sums"], by[("two-pass", batch)]["sums"]
         by[("two-pass", batch)]["max_rel_diff"] = round(max(abs(x - y) / max(abs(x), 1.0) for x, y in zip(a, b)), 6)
-        by[("two-pass", batch)]["speedup"] = round(by[("one-pass", batch)]["median_s"] / by[("two-pass", batch)]["median_s"], 2)
+        by[("two-pass", batch)]["speedup"] = round(
+            by[("one-pass", batch)]["median_s"] / by[("two-pass", batch)]["median_s"], 2
+        )
     for r in res["runs"]:
         r.pop("sums")
     write_json(args.output, res)

@@ -82,7 +82,12 @@ def main():
     started = time.perf_counter()
     with VLLMServer(merged, "revgen-bench", tmp, extra_args=("--no-enable-prefix-caching",)) as url:
         res["server_start_s"] = round(time.perf_counter() - started, 1)
-        served = {"backend": "openai", "served_model": "revgen-bench", "concurrency": args.concurrency, "id_field": "id"}
+        served = {
+            "backend": "openai",
+            "served_model": "revgen-bench",
+            "concurrency": args.concurrency,
+            "id_field": "id",
+        }
         run(corpus, args.adapter, tmp / "warmup", args, base_url=url, **served)  # the server's first requests warm it
         res["server"] = run(corpus, args.adapter, tmp / "server", args, base_url=url, **served)
         proxy = FaultProxy(url)
@@ -95,7 +100,9 @@ def main():
     local = res["in_process_vllm"].pop("_recs")
     for name in ("server", "server_with_faults"):
         recs = res[name].pop("_recs")
-        res[name]["same_records_as_in_process"] = round(sum(local.get(k) == v for k, v in recs.items()) / max(len(local), 1), 3)
+        res[name]["same_records_as_in_process"] = round(
+            sum(local.get(k) == v for k, v in recs.items()) / max(len(local), 1), 3
+        )
     write_json(args.output, res)
     keys = ("wall_s", "records_per_s", "generate_s", "generate_tokens_per_s", "same_records_as_in_process")
     print(markdown_table(["path", *keys], [[n, *(res[n].get(k, "-") for k in keys)]

@@ -63,8 +63,11 @@ def measure(rows: list[dict], tmp: Path) -> dict:
     from revgen.curate.filters import FilterRunner, instruction_filters
 
     runner = FilterRunner(instruction_filters())
-    rejected = [r["instruction"] for r in rows
-                if runner.check({"id": "x", "instruction": r["instruction"], "output": r["response"], "input": ""})]
+    rejected = [
+        r["instruction"]
+        for r in rows
+        if runner.check({"id": "x", "instruction": r["instruction"], "output": r["response"], "input": ""})
+    ]
     long_enough = [r for r in rows if len(r["response"].split()) >= 3]
     default_kept, default_drops = curate_rows(long_enough, tmp / "default")
     preset_kept, preset_drops = curate_rows(long_enough, tmp / "preset", preset="short-answers")

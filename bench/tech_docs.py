@@ -21,7 +21,18 @@ from harness import markdown_table, parser, timed, write_json
 
 # Tuning split (the filters were adjusted by looking at these) and held-out split (never looked at
 # while tuning): disjoint modules of the standard library.
-TUNE = ["json", "pathlib", "argparse", "collections", "itertools", "functools", "csv", "logging", "subprocess", "shutil"]
+TUNE = [
+    "json",
+    "pathlib",
+    "argparse",
+    "collections",
+    "itertools",
+    "functools",
+    "csv",
+    "logging",
+    "subprocess",
+    "shutil",
+]
 HELDOUT = ["tempfile", "datetime", "re", "textwrap", "heapq", "statistics", "random", "hashlib", "zipfile", "tarfile",
            "urllib.parse", "http.client", "email.message", "unittest", "doctest", "contextlib", "dataclasses", "enum",
            "typing", "asyncio", "threading", "socket", "struct"]  # fmt: skip

@@ -30,10 +30,17 @@ VARIANTS = {
     "liger-bf16-8": {"trainer": {"use_liger_kernel": True}, "quant_skip_layers": 8},
     "liger-bf16-12": {"trainer": {"use_liger_kernel": True}, "quant_skip_layers": 12},
     "liger-flex": {"attn_implementation": "flex_attention", "trainer": {"use_liger_kernel": True}},
-    "liger-flex-nodrop": {"attn_implementation": "flex_attention", "trainer": {"use_liger_kernel": True},
-                          "lora": {"dropout": 0.0}},
-    "liger-flex-bf16-6": {"attn_implementation": "flex_attention", "trainer": {"use_liger_kernel": True},
-                          "lora": {"dropout": 0.0}, "quant_skip_layers": 6},
+    "liger-flex-nodrop": {
+        "attn_implementation": "flex_attention",
+        "trainer": {"use_liger_kernel": True},
+        "lora": {"dropout": 0.0},
+    },
+    "liger-flex-bf16-6": {
+        "attn_implementation": "flex_attention",
+        "trainer": {"use_liger_kernel": True},
+        "lora": {"dropout": 0.0},
+        "quant_skip_layers": 6,
+    },
     "fast": "recipe:llama2-7b-qlora-fast.yaml",
     "fp8": "recipe:llama2-7b-qlora-fp8.yaml",
     "bf16-lora": {"load_in_4bit": False},
@@ -43,10 +50,14 @@ VARIANTS = {
     "fast-fp8": ("llama2-7b-qlora-fast.yaml", {"fp8": True}),
     "fast-again": ("llama2-7b-qlora-fast.yaml", {}),  # a second run of the fast recipe (e.g. under --profile)
     "fast-batch6": ("llama2-7b-qlora-fast.yaml", {"trainer": {"per_device_train_batch_size": 6}}),
-    "fast-batch6-offload": ("llama2-7b-qlora-fast.yaml", {"trainer": {"per_device_train_batch_size": 6,
-                                                                      "activation_offloading": True}}),
-    "fast-fp8-batch6-offload": ("llama2-7b-qlora-fast.yaml", {"fp8": True, "trainer": {
-        "per_device_train_batch_size": 6, "activation_offloading": True}}),
+    "fast-batch6-offload": (
+        "llama2-7b-qlora-fast.yaml",
+        {"trainer": {"per_device_train_batch_size": 6, "activation_offloading": True}},
+    ),
+    "fast-fp8-batch6-offload": (
+        "llama2-7b-qlora-fast.yaml",
+        {"fp8": True, "trainer": {"per_device_train_batch_size": 6, "activation_offloading": True}},
+    ),
     "fast-fp8-batch6": ("llama2-7b-qlora-fast.yaml", {"fp8": True, "trainer": {"per_device_train_batch_size": 6}}),
 }
 

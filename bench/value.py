@@ -36,8 +36,17 @@ from harness import markdown_table, parser, write_json
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # Llama-style names
 VARIANTS = ("S", "S+syn", "S+syn-cur", "S+real", "S+real-kept")
 # further variants, each one more step of the pipeline (run with --variants ... or --all)
-EXTRA = ("S+syn-cycle", "S+syn-rw", "S+typed-cur", "S+typed-mix-cur", "S+best-cur", "S+openers-cur", "S+mix-cur",
-         "S+floor-cur", "S+floor-real")
+EXTRA = (
+    "S+syn-cycle",
+    "S+syn-rw",
+    "S+typed-cur",
+    "S+typed-mix-cur",
+    "S+best-cur",
+    "S+openers-cur",
+    "S+mix-cur",
+    "S+floor-cur",
+    "S+floor-real",
+)
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
 # S+floor-cur: S+mix-cur's winners, the lowest-pmi (1 - --floor-keep) of them dropped (select.top_fraction);
@@ -83,8 +92,19 @@ def backward(args, S, out: Path, name: str, typed: bool = False) -> Path:
     return back
 
 
-def synth_set(args, U, out: Path, name: str, adapter: Path, task_mix=None, score=None, cur_name=None,
-              candidates: int = 1, openers: int = 0, opener_kinds: str = "any"):
+def synth_set(
+    args,
+    U,
+    out: Path,
+    name: str,
+    adapter: Path,
+    task_mix=None,
+    score=None,
+    cur_name=None,
+    candidates: int = 1,
+    openers: int = 0,
+    opener_kinds: str = "any",
+):
     """Synthesize U's responses with ``adapter`` (``candidates`` free + ``openers`` opener-forced per
     response), curate (``score``: self-curation on top of the filters); returns (the first candidate
     of every response, the curated rows as curation wrote them, curate counts)."""
@@ -113,8 +133,12 @@ def synth_set(args, U, out: Path, name: str, adapter: Path, task_mix=None, score
     syn = [row(i, recs[0]) for i, recs in sorted(by_doc.items())]
     lines = (cur_dir / "dataset.jsonl").read_text().splitlines()
     kept = {(k["output"].strip(), k["instruction"].strip()) for k in map(json.loads, lines)}
-    cur = [row(i, r) for i, recs in sorted(by_doc.items())
-           for r in [next((r for r in recs if (r["output"].strip(), r["instruction"].strip()) in kept), None)] if r]
+    cur = [
+        row(i, r)
+        for i, recs in sorted(by_doc.items())
+        for r in [next((r for r in recs if (r["output"].strip(), r["instruction"].strip()) in kept), None)]
+        if r
+    ]
     stats = json.loads((cur_dir / "stats.json").read_text())
     return syn, cur, stats.get("counts", stats)
 
@@ -132,7 +156,10 @@ def rewritten(args, U, out: Path, cur: list[dict], name: str) -> tuple[list[dict
     info = rewrite(RewriteConfig(input=src, output_dir=str(rw), model=args.rewriter, backend=args.backend_rewrite,
                                  max_new_tokens=args.rewrite_tokens, batch_size=32))  # fmt: skip
     by_u = {int(r["meta"]["source_id"][1:]): r for r in shards.iter_records(rw)}
-    rows = [{**alpaca(U[i]), "instruction": r["instruction"], "output": r["output"], "u": i} for i, r in sorted(by_u.items())]
+    rows = [
+        {**alpaca(U[i]), "instruction": r["instruction"], "output": r["output"], "u": i}
+        for i, r in sorted(by_u.items())
+    ]
     examples = [{"instruction": r["instruction"], "passage": r["meta"]["passage"][:300], "rewrite": r["output"][:300]}
                 for _, r in sorted(by_u.items())[:3]]  # fmt: skip
     return rows, {"counts": info["counts"], "examples": examples}
@@ -208,17 +235,29 @@ def main():
     ap.add_argument("--eval-batch", type=int, default=8)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     ap.add_argument("--all", action="store_true", help="also the variants " + ", ".join(EXTRA))
-    ap.add_argument("--cycle-fraction", type=float, default=0.7, help="S+syn-cycle: keep this top fraction by cycle score")
+    ap.add_argument(
+        "--cycle-fraction", type=float, default=0.7, help="S+syn-cycle: keep this top fraction by cycle score"
+    )
     ap.add_argument("--rewriter", default="smollm2-135m", help="S+syn-rw: the instruct model that rewrites")
     ap.add_argument("--rewrite-tokens", type=int, default=192)
     ap.add_argument("--backend-rewrite", default="transformers", help="backend for rewrite and backward eval")
     ap.add_argument("--best-of", type=int, default=4, help="backward eval on H: best-of-N beside greedy (1: off)")
     ap.add_argument("--select-by", default="cycle", choices=["cycle", "pmi"])
-    ap.add_argument("--opener-kinds", default="any", choices=["any", "requests", "both"],
-                    help="S+openers-cur, S+mix-cur: the openers' kinds (synthesize --opener-kinds)")
-    ap.add_argument("--openers", type=int, default=3, help="S+openers-cur, S+mix-cur: opener-forced candidates "
-                    "beside the free one (synthesize --openers)")
-    ap.add_argument("--floor-keep", type=float, default=0.8, help="S+floor-cur: the share of winners kept, best pmi first")
+    ap.add_argument(
+        "--opener-kinds",
+        default="any",
+        choices=["any", "requests", "both"],
+        help="S+openers-cur, S+mix-cur: the openers' kinds (synthesize --opener-kinds)",
+    )
+    ap.add_argument(
+        "--openers",
+        type=int,
+        default=3,
+        help="S+openers-cur, S+mix-cur: opener-forced candidates beside the free one (synthesize --openers)",
+    )
+    ap.add_argument(
+        "--floor-keep", type=float, default=0.8, help="S+floor-cur: the share of winners kept, best pmi first"
+    )
     args = ap.parse_args()
     args.layers = args.layers or None
 
@@ -241,7 +280,9 @@ def main():
     extra: dict = {}
     if "S+syn-cycle" in wanted:
         score = {"scorers": ["cycle"], "select": {"score": "cycle", "top_fraction": args.cycle_fraction}}
-        sets["cycle"] = synth_set(args, U, out, "plain", back, score=score, cur_name="cycle")  # same synthesis, scored curation
+        sets["cycle"] = synth_set(
+            args, U, out, "plain", back, score=score, cur_name="cycle"
+        )  # same synthesis, scored curation
     if {"S+typed-cur", "S+typed-mix-cur"} & wanted:
         typed = backward(args, S, out, "backward-typed", typed=True)
         sets["typed"] = synth_set(args, U, out, "typed", typed)
@@ -277,9 +318,15 @@ def main():
              "S+real-kept": [write_jsonl(out / "real-kept.jsonl", (alpaca(U[i]) for i in sorted(kept_u)))]}  # fmt: skip
     if "floor" in sets:
         files["S+floor-real"] = [write_jsonl(out / "floor-real.jsonl", (alpaca(U[r["u"]]) for r in sets["floor"][1]))]
-    for key, name in (("cycle", "S+syn-cycle"), ("typed", "S+typed-cur"), ("typed-mix", "S+typed-mix-cur"),
-                      ("best", "S+best-cur"), ("openers", "S+openers-cur"), ("mix", "S+mix-cur"),
-                      ("floor", "S+floor-cur")):
+    for key, name in (
+        ("cycle", "S+syn-cycle"),
+        ("typed", "S+typed-cur"),
+        ("typed-mix", "S+typed-mix-cur"),
+        ("best", "S+best-cur"),
+        ("openers", "S+openers-cur"),
+        ("mix", "S+mix-cur"),
+        ("floor", "S+floor-cur"),
+    ):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
     if "S+syn-rw" in wanted:
@@ -340,7 +387,9 @@ def forward_report(runs: dict) -> dict:
         weights = {k: [float(r["tokens"]) for r in v[0]] for k, v in runs.items()}
         rep["value_recovered"] = {k: ratio_ci(nll_sum[lo], nll_sum[k], nll_sum[hi], weights[lo])
                                   for k in runs if k != "base" for lo, hi in [refs(k, runs)] if k not in (lo, hi)}  # fmt: skip
-        rep["instruction_use_vs_real"] = {k: round(use[k] / use[refs(k, runs)[1]], 3) for k in use if use[refs(k, runs)[1]]}
+        rep["instruction_use_vs_real"] = {
+            k: round(use[k] / use[refs(k, runs)[1]], 3) for k in use if use[refs(k, runs)[1]]
+        }
     return rep
 
 

@@ -83,8 +83,14 @@ def build(split: str, root: Path, max_docs: int) -> dict[str, Path]:
             if form == "html":
                 shutil.copy(p, d / p.name)
             else:
-                cmd = ["w3m", "-dump", "-cols", "100", str(p)] if form == "w3m" else ["lynx", "-dump", "-width=100", str(p)]
-                (d / (p.stem + ".txt")).write_text(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+                cmd = (
+                    ["w3m", "-dump", "-cols", "100", str(p)]
+                    if form == "w3m"
+                    else ["lynx", "-dump", "-width=100", str(p)]
+                )
+                (d / (p.stem + ".txt")).write_text(
+                    subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                )
         forms[form] = d
     return forms
 
@@ -94,7 +100,7 @@ def revgen(*args: str) -> dict:
     if res.returncode:
         raise SystemExit(f"revgen {' '.join(args)} failed:\n{res.stderr[-3000:]}")
     text = res.stdout
-    return json.loads(text[text.index("{"):]) if "{" in text else {}
+    return json.loads(text[text.index("{") :]) if "{" in text else {}
 
 
 def measure(corpus: Path, out: Path, adapter: str, select: str) -> dict:
@@ -111,7 +117,9 @@ def measure(corpus: Path, out: Path, adapter: str, select: str) -> dict:
     rejected = [json.loads(line) for line in (out / "ds" / "rejected.jsonl").open()]
     records = {r["id"]: r for r in map(json.loads, _lines(out / "synth" / "shards"))}
     tokens = sum(r["meta"]["completion_tokens"] for r in records.values())
-    tokens += sum(json.loads(line)["meta"]["completion_tokens"] for line in _lines(out / "synth" / "shards", dropped=True))
+    tokens += sum(
+        json.loads(line)["meta"]["completion_tokens"] for line in _lines(out / "synth" / "shards", dropped=True)
+    )
     wasted = sum(records[r["id"]]["meta"]["completion_tokens"] for r in rejected
                  if r["id"] in records and ("dropped/" + r["reason"]).startswith(OUTPUT_ONLY))  # fmt: skip
     flagged = [(k["output"], chrome(k["output"])) for k in kept]

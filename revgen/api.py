@@ -122,8 +122,16 @@ def train(data=None, *, output_dir: str | None = None, recipe=None, **options) -
     return {**_train(cfg), "output_dir": cfg.output_dir}
 
 
-def synthesize(corpus=None, *, adapter: str | None = None, output_dir: str | None = None, recipe=None,
-               dry_run: bool = False, probe: int = 64, **options):
+def synthesize(
+    corpus=None,
+    *,
+    adapter: str | None = None,
+    output_dir: str | None = None,
+    recipe=None,
+    dry_run: bool = False,
+    probe: int = 64,
+    **options,
+):
     """Write instructions for the passages of ``corpus`` with a backward model from :func:`train`.
 
     ``corpus``: a file or folder (jsonl, json, txt, parquet, html, warc), a Hub id, or rows (Dataset,
@@ -172,8 +180,9 @@ def run(recipe, *, start: str | None = None, until: str | None = None, dry_run: 
     return _run(recipe, start=start, until=until, dry_run=dry_run)
 
 
-def push(dataset, repo_id: str, *, private: bool = False, license: str | None = None,
-         language: list | None = None) -> dict:
+def push(
+    dataset, repo_id: str, *, private: bool = False, license: str | None = None, language: list | None = None
+) -> dict:
     """Upload a result of :func:`curate` or :func:`synthesize` (or its folder) and its dataset card to the
     Hub, data first, as ``revgen push``. The token comes from HF_TOKEN; HF_ENDPOINT picks another Hub."""
     from revgen.publish.hub import push as _push

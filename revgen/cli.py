@@ -62,23 +62,44 @@ def env(as_json: bool) -> None:
             click.echo(f"{k:>16}: {v}")
 
 
-@cli.command(epilog="\b\nExample:\n  revgen train -o runs/backward --max-steps 30\n  revgen train --recipe recipes/seed-llama2-7b-qlora.yaml")
+@cli.command(
+    epilog="\b\nExample:\n  revgen train -o runs/backward --max-steps 30\n  revgen train --recipe recipes/seed-llama2-7b-qlora.yaml"
+)
 @recipe_opt
-@click.option("--task", type=click.Choice(["backward", "forward"]),
-              help="backward: response -> instruction (default); forward: instruction -> response.")
+@click.option(
+    "--task",
+    type=click.Choice(["backward", "forward"]),
+    help="backward: response -> instruction (default); forward: instruction -> response.",
+)
 @click.option("--model", help="Base model: 'smollm2-135m' (default), a local HF folder or a Hub id.")
-@click.option("--data", "data", multiple=True,
-              help="'dolly-sample' (bundled), a .jsonl/.json/.parquet file, a curate dir or a Hub id (repeatable).")
-@click.option("--data-cap", "data_caps", multiple=True, type=click.IntRange(min=1),
-              help="Rows to take from the --data at the same position (repeatable).")
-@click.option("--data-tag", "data_tags", multiple=True,
-              help="Forward: the system-prompt tag of the --data at the same position: seed, augmented or its own text "
-                   "(Humpback's tagging; the first --data's tag is read at inference).")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    help="'dolly-sample' (bundled), a .jsonl/.json/.parquet file, a curate dir or a Hub id (repeatable).",
+)
+@click.option(
+    "--data-cap",
+    "data_caps",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="Rows to take from the --data at the same position (repeatable).",
+)
+@click.option(
+    "--data-tag",
+    "data_tags",
+    multiple=True,
+    help="Forward: the system-prompt tag of the --data at the same position: seed, augmented or its own text "
+    "(Humpback's tagging; the first --data's tag is read at inference).",
+)
 @click.option("-o", "--output-dir", help="Where the adapter and run.json go.")
 @click.option("--context", type=click.Choice(["ignore", "append", "drop"]), help="Dolly context handling.")
 @click.option("--category", "categories", multiple=True, help="Keep only this Dolly category (repeatable).")
-@click.option("--task-types/--no-task-types", default=None,
-              help="Backward: learn '[category] instruction' so synthesize can steer the task type (--task-mix).")
+@click.option(
+    "--task-types/--no-task-types",
+    default=None,
+    help="Backward: learn '[category] instruction' so synthesize can steer the task type (--task-mix).",
+)
 @click.option("--max-length", type=int, help="Max tokens of prompt + instruction + EOS.")
 @click.option("--max-rows", type=int, help="Use only the first N pairs.")
 @click.option("--max-steps", type=int, help="Stop after N optimizer steps (trainer.max_steps).")
@@ -118,7 +139,9 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, da
     click.echo(f"adapter: {cfg.output_dir}", err=True)
 
 
-@cli.command(epilog="\b\nExample:\n  revgen synthesize my-corpus/ --adapter runs/backward -o out/synth\n  revgen synthesize pages.warc.gz --adapter runs/backward --dry-run")
+@cli.command(
+    epilog="\b\nExample:\n  revgen synthesize my-corpus/ --adapter runs/backward -o out/synth\n  revgen synthesize pages.warc.gz --adapter runs/backward --dry-run"
+)
 @click.argument("corpus", required=False)
 @recipe_opt
 @click.option("--adapter", help="Adapter dir from `revgen train` (default runs/backward).")
@@ -137,16 +160,30 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, da
 @click.option("--on-bad-row", type=click.Choice(["error", "skip"]), help="Stop at a bad row, or count and skip it.")
 @click.option("--max-docs", type=int)
 @click.option("--num-candidates", type=int, help="Instructions sampled per segment.")
-@click.option("--openers", type=int, help="Per segment, N more candidates begun with openers from the seed data "
-              "(List, Which, ...), scored by fit; curate keeps the best (default 3 when the adapter has its "
-              "openers.json; 0: one free instruction per segment).")
-@click.option("--fit-score/--no-fit-score", default=None, help="Score each candidate's pmi fit while generating "
-              "(transformers backend; default on), so curate need not load the backward model again.")
-@click.option("--opener-kinds", type=click.Choice(["any", "requests", "both"]),
-              help="Per segment, half the openers among requests and half among questions (both, the default), "
-                   "only requests, or any kind by seed weight.")
-@click.option("--task-mix", help="Typed backward model (train --task-types): auto (it names the type), seed "
-              "(the seed data's mix) or TYPE=W,TYPE=W.")
+@click.option(
+    "--openers",
+    type=int,
+    help="Per segment, N more candidates begun with openers from the seed data "
+    "(List, Which, ...), scored by fit; curate keeps the best (default 3 when the adapter has its "
+    "openers.json; 0: one free instruction per segment).",
+)
+@click.option(
+    "--fit-score/--no-fit-score",
+    default=None,
+    help="Score each candidate's pmi fit while generating "
+    "(transformers backend; default on), so curate need not load the backward model again.",
+)
+@click.option(
+    "--opener-kinds",
+    type=click.Choice(["any", "requests", "both"]),
+    help="Per segment, half the openers among requests and half among questions (both, the default), "
+    "only requests, or any kind by seed weight.",
+)
+@click.option(
+    "--task-mix",
+    help="Typed backward model (train --task-types): auto (it names the type), seed "
+    "(the seed data's mix) or TYPE=W,TYPE=W.",
+)
 @click.option("--temperature", type=float)
 @click.option("--top-p", type=float)
 @click.option("--greedy", is_flag=True, default=None, help="Greedy decoding (temperature 0).")
@@ -156,16 +193,32 @@ def train(recipe, sets, categories, max_steps, load_in_4bit, data, data_caps, da
 @click.option("--threads", type=int)
 @click.option("--overwrite", is_flag=True, default=None, help="Replace a previous run with another config.")
 @click.option("--data-parallel", type=int, help="Engine processes on this machine, one per GPU (disjoint shards).")
-@click.option("--engine", "executor", type=click.Choice(["local", "ray"]),
-              help="local processes, or Ray (Ray Data + an actor pool); recipe key: executor.")
+@click.option(
+    "--engine",
+    "executor",
+    type=click.Choice(["local", "ray"]),
+    help="local processes, or Ray (Ray Data + an actor pool); recipe key: executor.",
+)
 @click.option("--ray-address", help="An existing Ray cluster (default: start a local one).")
-@click.option("--trust-remote-code", is_flag=True, default=None,
-              help="Let the model's own Python code run (off by default; logged and recorded in run.json).")
-@click.option("--select", "select_preset", type=click.Choice(["default", "clean", "short-answers", "keep-tables", "off"]),
-              help="Passages judged before generation: default (page chrome, tables, curate's output checks), clean "
-                   "(no line pass), short-answers, keep-tables, off (generate for every segment).")
-@click.option("--dry-run", is_flag=True, help="Count documents, segments, selected passages and prompt tokens, and "
-              "estimate generated tokens and wall time from a short probe; writes nothing.")
+@click.option(
+    "--trust-remote-code",
+    is_flag=True,
+    default=None,
+    help="Let the model's own Python code run (off by default; logged and recorded in run.json).",
+)
+@click.option(
+    "--select",
+    "select_preset",
+    type=click.Choice(["default", "clean", "short-answers", "keep-tables", "off"]),
+    help="Passages judged before generation: default (page chrome, tables, curate's output checks), clean "
+    "(no line pass), short-answers, keep-tables, off (generate for every segment).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Count documents, segments, selected passages and prompt tokens, and "
+    "estimate generated tokens and wall time from a short probe; writes nothing.",
+)
 @click.option("--probe", type=int, default=64, show_default=True, help="--dry-run: passages the probe generates for.")
 @push_opt
 @private_opt
@@ -203,20 +256,41 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, select_preset, 
 @click.option("-o", "--output-dir", help="Where dataset.jsonl, rejected.jsonl and stats.json go.")
 @click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "messages", "prompt-completion"]))
 @click.option("--allow-partial", is_flag=True, default=None, help="Curate a synthesize run that is not complete.")
-@click.option("--preset", help="Named defaults, over the recipe's: auto (the default: openers for a run with several "
-                                "candidates per passage), openers (the best-fitting candidate per passage by pmi, toward "
-                                "the seed's first words, the worst-fitting fifth dropped), short-answers (FAQ/Q&A "
-                                "corpora: answers of 3+ words kept), none.")
-@click.option("--executor", type=click.Choice(["inprocess", "local", "ray", "slurm"]),
-              help="inprocess (default): one process; local|ray|slurm: datatrove stages on disk, bounded memory.")
-@click.option("--tasks", type=click.IntRange(min=1), help="Tasks per staged step (default: one per input file, <= CPUs).")
+@click.option(
+    "--preset",
+    help="Named defaults, over the recipe's: auto (the default: openers for a run with several "
+    "candidates per passage), openers (the best-fitting candidate per passage by pmi, toward "
+    "the seed's first words, the worst-fitting fifth dropped), short-answers (FAQ/Q&A "
+    "corpora: answers of 3+ words kept), none.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["inprocess", "local", "ray", "slurm"]),
+    help="inprocess (default): one process; local|ray|slurm: datatrove stages on disk, bounded memory.",
+)
+@click.option(
+    "--tasks", type=click.IntRange(min=1), help="Tasks per staged step (default: one per input file, <= CPUs)."
+)
 @click.option("--ray-address", help="--executor ray: a running cluster ('auto', 'ray://host:10001').")
 @push_opt
 @private_opt
 @license_opt
 @set_opt
-def curate(input_path, recipe, fmt, sets, output_dir, push_to, private, license_, allow_partial, preset, executor,
-           tasks, ray_address) -> None:
+def curate(
+    input_path,
+    recipe,
+    fmt,
+    sets,
+    output_dir,
+    push_to,
+    private,
+    license_,
+    allow_partial,
+    preset,
+    executor,
+    tasks,
+    ray_address,
+) -> None:
     """Filter and deduplicate synthesized records (a synthesize dir or a .jsonl) into a dataset."""
     from revgen.api import curate_config
     from revgen.curate.curation import counts_table
@@ -269,8 +343,12 @@ def push(path, repo_id, private, license_, languages) -> None:
 
 @cli.command(name="eval", epilog="\b\nExample:\n  revgen eval --adapter runs/backward --max-rows 64")
 @recipe_opt
-@click.option("--task", type=click.Choice(["backward", "forward"]), default="backward",
-              help="backward: instructions recovered by the adapter; forward: a forward model on held-out pairs.")
+@click.option(
+    "--task",
+    type=click.Choice(["backward", "forward"]),
+    default="backward",
+    help="backward: instructions recovered by the adapter; forward: a forward model on held-out pairs.",
+)
 @click.option("--adapter", help="Adapter dir from `revgen train` (default runs/backward).")
 @click.option("--model-dir", help="--task forward: a forward adapter dir or a model (default runs/forward).")
 @click.option("--against", help="--task forward: a second model, compared pairwise on the same rows.")
@@ -280,10 +358,15 @@ def push(path, repo_id, private, license_, languages) -> None:
 @click.option("--max-rows", type=int)
 @click.option("--max-new-tokens", type=int)
 @click.option("--no-base", "no_base", is_flag=True, help="Skip the base-model comparison.")
-@click.option("--num-candidates", type=int, help="Backward: also report best-of-N (N sampled, the best by --select-by).")
+@click.option(
+    "--num-candidates", type=int, help="Backward: also report best-of-N (N sampled, the best by --select-by)."
+)
 @click.option("--select-by", type=click.Choice(["cycle", "pmi"]), help="Best-of-N score (default cycle).")
-@click.option("--tag", help="--task forward: the system-prompt tag the models read (seed, augmented or its text; "
-                            "default: the one a tagged model was trained to read).")
+@click.option(
+    "--tag",
+    help="--task forward: the system-prompt tag the models read (seed, augmented or its text; "
+    "default: the one a tagged model was trained to read).",
+)
 @set_opt
 def eval_cmd(recipe, sets, no_base, task, model_dir, against, tag, **flags) -> None:
     """Backward: generated vs gold instructions, adapter vs base. Forward: NLL, instruction use and
@@ -291,10 +374,20 @@ def eval_cmd(recipe, sets, no_base, task, model_dir, against, tag, **flags) -> N
     if task == "forward":
         from revgen.evaluate.forward import ForwardEvalConfig, evaluate_forward, table
 
-        if flags.get("adapter") or flags.get("backend") or no_base or flags.get("num_candidates") or flags.get("select_by"):
-            raise click.UsageError("--adapter, --backend, --no-base, --num-candidates and --select-by are for --task backward")
+        if (
+            flags.get("adapter")
+            or flags.get("backend")
+            or no_base
+            or flags.get("num_candidates")
+            or flags.get("select_by")
+        ):
+            raise click.UsageError(
+                "--adapter, --backend, --no-base, --num-candidates and --select-by are for --task backward"
+            )
         flags = {k: flags[k] for k in ("data", "output_dir", "max_rows", "max_new_tokens")}
-        overrides = cfgmod.merge({**flags, "model_dir": model_dir, "against": against, "tag": tag}, cfgmod.parse_overrides(sets))
+        overrides = cfgmod.merge(
+            {**flags, "model_dir": model_dir, "against": against, "tag": tag}, cfgmod.parse_overrides(sets)
+        )
         click.echo(table(evaluate_forward(cfgmod.load(ForwardEvalConfig, "eval_forward", recipe, overrides))))
         return
     if model_dir or against or tag:

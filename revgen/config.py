@@ -146,9 +146,7 @@ def build(cls, values: dict, source: str = "config"):
         values = merge(presets[values["preset"]], values)
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise UserError(
-            f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(fields)}"
-        )
+        raise UserError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
@@ -192,8 +190,11 @@ def _allowed(value, hint) -> bool:
 
 def _name(hint) -> str:
     args = typing.get_args(hint)
-    return " or ".join(_name(a) for a in args) if args and typing.get_origin(hint) is not list else (
-        "null" if hint is type(None) else getattr(typing.get_origin(hint) or hint, "__name__", str(hint)))
+    return (
+        " or ".join(_name(a) for a in args)
+        if args and typing.get_origin(hint) is not list
+        else ("null" if hint is type(None) else getattr(typing.get_origin(hint) or hint, "__name__", str(hint)))
+    )
 
 
 def check_value(name: str, value, hint, source: str, owner: str = "") -> None:
@@ -207,7 +208,9 @@ def check_value(name: str, value, hint, source: str, owner: str = "") -> None:
         raise UserError(f"{source}: {name} must be {rule[1]}, got {value!r}")
 
 
-def load(cls, section: str, recipe: str | Path | None = None, overrides: dict | None = None, values: dict | None = None):
+def load(
+    cls, section: str, recipe: str | Path | None = None, overrides: dict | None = None, values: dict | None = None
+):
     """Build command config ``cls`` from a recipe section (or ``values`` made from it) and CLI overrides.
 
     Precedence: defaults < a preset named in the recipe < the recipe < a preset named on the command

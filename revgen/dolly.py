@@ -32,9 +32,7 @@ def validate_row(row, source, line) -> dict:
     for key in REQUIRED + OPTIONAL:
         value = row.get(key)
         if key in row and value is not None and not isinstance(value, str):
-            raise UserError(
-                f"{where(source, line)}: field {key!r} must be a string, got {type(value).__name__}"
-            )
+            raise UserError(f"{where(source, line)}: field {key!r} must be a string, got {type(value).__name__}")
     return {k: row.get(k) or "" for k in REQUIRED + OPTIONAL}
 
 

@@ -62,7 +62,11 @@ class Scorer:
         for i, (ids, n) in enumerate(seqs):
             groups.setdefault(tuple(ids[:n]), []).append(i)
         cap = 4 * self.batch_size  # completions per batch: a prompt shared by many rows is run once per chunk
-        units = [(p, g[k : k + cap]) for p, g in sorted(groups.items(), key=lambda x: len(x[0])) for k in range(0, len(g), cap)]
+        units = [
+            (p, g[k : k + cap])
+            for p, g in sorted(groups.items(), key=lambda x: len(x[0]))
+            for k in range(0, len(g), cap)
+        ]
         out: list = [None] * len(seqs)
         batch: list[tuple] = []
         rows = 0

@@ -181,15 +181,18 @@ def check_adapter_weights(adapter_dir: str | Path) -> None:
         try:
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise UserError(f"could not load adapter weights {path}: {str(exc)[:200]} (truncated or corrupted?)") from None
+            raise UserError(
+                f"could not load adapter weights {path}: {str(exc)[:200]} (truncated or corrupted?)"
+            ) from None
         bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(t.isfinite().all())]
         if bad:
             raise UserError(f"adapter weights {path} hold NaN or inf values ({len(bad)} tensors, e.g. {bad[0]}): "
                             "the file is corrupted or the training diverged; retrain or restore it")  # fmt: skip
 
 
-def merge_adapter(adapter_dir: str | Path, base: str | None = None, out: str | Path | None = None,
-                  dtype: str = "bfloat16") -> Path:
+def merge_adapter(
+    adapter_dir: str | Path, base: str | None = None, out: str | Path | None = None, dtype: str = "bfloat16"
+) -> Path:
     """Merge a LoRA adapter into a copy of its base in ``dtype`` (bf16 by default, for serving on a
     GPU; never into the 4-bit base: peft #2321)."""
     import torch

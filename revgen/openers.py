@@ -66,7 +66,7 @@ def _of_kind(counts: dict, question: bool) -> dict:
 
 
 def opens_question(word: str) -> bool:
-    """"What", and the contractions and misspellings seed data has ("What's", "Whats", "Who's")."""
+    """ "What", and the contractions and misspellings seed data has ("What's", "Whats", "Who's")."""
     return any(w in QUESTION_START for w in (word, word.removesuffix("'s"), word.removesuffix("s")))
 
 

@@ -110,11 +110,14 @@ def plan(recipe: str | Path, start: str | None = None, until: str | None = None)
             raise UserError(f"{at}: unknown stage key(s) {unknown}; expected name, kind, set")
         name = item["name"]
         if not STAGE_NAME.fullmatch(name):
-            raise UserError(f"{at}: stage name {name!r} must be letters, digits, '-', '_' or '.' (it names a folder "
-                            f"under {root}), not a path")
+            raise UserError(
+                f"{at}: stage name {name!r} must be letters, digits, '-', '_' or '.' (it names a folder "
+                f"under {root}), not a path"
+            )
         if item.get("set") is not None and not isinstance(item["set"], dict):
-            raise UserError(f"{at}: stage {name!r}: `set:` must be a mapping of key: value, got "
-                            f"{type(item['set']).__name__}")
+            raise UserError(
+                f"{at}: stage {name!r}: `set:` must be a mapping of key: value, got {type(item['set']).__name__}"
+            )
         if name in dirs:
             raise UserError(f"{at}: stage name {name!r} is used twice")
         inputs = _refs(item.get("set") or {}, [])
@@ -142,7 +145,9 @@ def plan(recipe: str | Path, start: str | None = None, until: str | None = None)
             raise
         upstream = [s.hash for s in stages if s.name in inputs]
         # hashed relative to the root: a finished root copied or moved elsewhere is still finished
-        stage.hash = cfgmod.config_hash({"kind": stage.kind, "values": _relative(values, str(root)), "inputs": upstream})
+        stage.hash = cfgmod.config_hash(
+            {"kind": stage.kind, "values": _relative(values, str(root)), "inputs": upstream}
+        )
         stages.append(stage)
     names = [s.name for s in stages]
     for flag, value in (("--from", start), ("--until", until)):
@@ -150,7 +155,7 @@ def plan(recipe: str | Path, start: str | None = None, until: str | None = None)
             raise UserError(f"{flag} {value!r}: not a stage of {path} ({', '.join(names)})")
     if start and until and names.index(until) < names.index(start):
         raise UserError(f"--until {until!r} comes before --from {start!r} in {path} ({', '.join(names)})")
-    forced = set(names[names.index(start):]) if start else set()
+    forced = set(names[names.index(start) :]) if start else set()
     stop = names.index(until) if until else len(names) - 1
     dirty: set = set()
     for i, s in enumerate(stages):
@@ -183,7 +188,7 @@ def _why(out: Path, stage: Stage, rerun_inputs: list) -> str:
 
 def _relative(value, root: str):
     if isinstance(value, str):
-        return "@ROOT" + value[len(root):] if value == root or value.startswith(root + "/") else value
+        return "@ROOT" + value[len(root) :] if value == root or value.startswith(root + "/") else value
     if isinstance(value, dict):
         return {k: _relative(v, root) for k, v in value.items()}
     if isinstance(value, list):

@@ -35,9 +35,7 @@ class Template:
 
     def __post_init__(self):
         if self.text.count("{text}") != 1 or not self.text.endswith("{instruction}"):
-            raise UserError(
-                "a prompt template must contain {text} exactly once and end with {instruction}"
-            )
+            raise UserError("a prompt template must contain {text} exactly once and end with {instruction}")
         if self.text.count("{instruction}") != 1:
             raise UserError("a prompt template must contain {instruction} exactly once")
 
@@ -66,9 +64,7 @@ def get_template(name_or_path: str) -> Template:
     if path.is_dir():
         path = path / TEMPLATE_FILE
     if not path.is_file():
-        raise UserError(
-            f"template {name_or_path!r} is neither a built-in ({', '.join(TEMPLATES)}) nor a file"
-        )
+        raise UserError(f"template {name_or_path!r} is neither a built-in ({', '.join(TEMPLATES)}) nor a file")
     return Template(path.read_text(encoding="utf-8"))
 
 

@@ -23,5 +23,7 @@ def check_ray_address(address: str | None, what: str, timeout: float = 3.0) -> N
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
-        raise UserError(f"{what} {address!r}: nothing answers at {host}:{port} ({exc.strerror or exc}); "
-                        "start the cluster, or leave the address out for a local one") from None
+        raise UserError(
+            f"{what} {address!r}: nothing answers at {host}:{port} ({exc.strerror or exc}); "
+            "start the cluster, or leave the address out for a local one"
+        ) from None

@@ -99,7 +99,11 @@ def _records(source: str) -> list[dict]:
 
         rows = []
         for n, r in iter_jsonl(path):
-            if not isinstance(r, dict) or not isinstance(r.get("instruction"), str) or not isinstance(r.get("output"), str):
+            if (
+                not isinstance(r, dict)
+                or not isinstance(r.get("instruction"), str)
+                or not isinstance(r.get("output"), str)
+            ):
                 raise UserError(f"{path} line {n}: expected a record with string instruction and output (the passage)")
             rows.append({"id": r.get("id", f"line-{n}"), **r})
     else:
@@ -141,7 +145,10 @@ def rewrite(cfg: RewriteConfig) -> dict:
         if before.get("input_sha256", info["input_sha256"]) != info["input_sha256"]:
             raise UserError(f"{out} holds rewrites of other input: {cfg.input} changed since; use another --output-dir")
     runinfo.write_json(prev, info)
-    options = {**cfg.engine, **({"base_url": cfg.base_url, "served_model": cfg.served_model} if cfg.backend == "openai" else {})}
+    options = {
+        **cfg.engine,
+        **({"base_url": cfg.base_url, "served_model": cfg.served_model} if cfg.backend == "openai" else {}),
+    }
     if cfg.trust_remote_code and cfg.backend != "openai":
         options = {**options, "trust_remote_code": True} if cfg.backend == "vllm" else {
             **options, "model_kwargs": {**options.get("model_kwargs", {}), "trust_remote_code": True}}  # fmt: skip

@@ -71,8 +71,12 @@ def parse_mix(spec: str | dict | None, counts: dict | None, adapter: str) -> dic
     if spec in (None, "auto"):
         return None
     if counts is None:
-        raise UserError(f"task_mix {spec!r} needs a backward model trained with task_types: true; {adapter} has no {FILE}")
-    weights = dict(counts) if spec == "seed" else parse_weights(spec, "task_mix", "auto, seed or TYPE=WEIGHT,TYPE=WEIGHT")
+        raise UserError(
+            f"task_mix {spec!r} needs a backward model trained with task_types: true; {adapter} has no {FILE}"
+        )
+    weights = (
+        dict(counts) if spec == "seed" else parse_weights(spec, "task_mix", "auto, seed or TYPE=WEIGHT,TYPE=WEIGHT")
+    )
     unknown = sorted(set(weights) - set(counts))
     if unknown:
         raise UserError(f"task_mix: {unknown} not among the adapter's task types {sorted(counts)}")

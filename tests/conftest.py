@@ -44,9 +44,15 @@ def trained_adapter(tmp_path_factory, base_model):
     from revgen.train.trainer import LoraSettings, TrainConfig, train
 
     out = tmp_path_factory.mktemp("adapter")
-    cfg = TrainConfig(model=base_model, output_dir=str(out), max_length=192, max_rows=16, eval_holdout=4,
-                      lora=LoraSettings(r=8, alpha=16, target_modules="all-linear"),
-                      trainer={"max_steps": 6, "learning_rate": 1e-3, "per_device_train_batch_size": 4})
+    cfg = TrainConfig(
+        model=base_model,
+        output_dir=str(out),
+        max_length=192,
+        max_rows=16,
+        eval_holdout=4,
+        lora=LoraSettings(r=8, alpha=16, target_modules="all-linear"),
+        trainer={"max_steps": 6, "learning_rate": 1e-3, "per_device_train_batch_size": 4},
+    )
     info = train(cfg)
     return out, info
 
@@ -59,15 +65,25 @@ def trained_forward(tmp_path_factory, base_model, dolly_rows):
     from revgen.train.trainer import LoraSettings, TrainConfig, train
 
     out = tmp_path_factory.mktemp("forward")
-    rows = [{"instruction": r["instruction"], "output": r["response"], "category": r["category"]}
-            for r in dolly_rows if not r["context"] and len(r["response"]) < 300][:16]
+    rows = [
+        {"instruction": r["instruction"], "output": r["response"], "category": r["category"]}
+        for r in dolly_rows
+        if not r["context"] and len(r["response"]) < 300
+    ][:16]
     seed, web = out.parent / "forward-seed.jsonl", out.parent / "forward-web.jsonl"  # Humpback's two tags
     seed.write_text("".join(json.dumps(r) + "\n" for r in rows[:8]))
     web.write_text("".join(json.dumps(r) + "\n" for r in rows[8:]))
     data = [{"source": str(seed), "tag": "seed"}, {"source": str(web), "tag": "augmented"}]
-    cfg = TrainConfig(task="forward", model=base_model, data=data, output_dir=str(out), max_length=160,
-                      eval_holdout=4, lora=LoraSettings(r=8, alpha=16, target_modules="all-linear"),
-                      trainer={"max_steps": 8, "learning_rate": 1e-3, "per_device_train_batch_size": 4})
+    cfg = TrainConfig(
+        task="forward",
+        model=base_model,
+        data=data,
+        output_dir=str(out),
+        max_length=160,
+        eval_holdout=4,
+        lora=LoraSettings(r=8, alpha=16, target_modules="all-linear"),
+        trainer={"max_steps": 8, "learning_rate": 1e-3, "per_device_train_batch_size": 4},
+    )
     info = train(cfg)
     held = {json.loads(line)["instruction"] for line in (out / "heldout.jsonl").read_text().splitlines()}
     info["_train_rows"] = [r for r in rows if r["instruction"] not in held]

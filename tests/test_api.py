@@ -109,8 +109,14 @@ def test_help_lists_every_option_with_its_default():
 
 def test_train_takes_rows(base_model, dolly_rows, tmp_path):
     rows = [{k: r[k] for k in ("instruction", "context", "response", "category")} for r in dolly_rows[:8]]
-    info = revgen.train(rows, output_dir=tmp_path / "bw", model=base_model, max_length=128,
-                        lora={"r": 4, "alpha": 8}, trainer={"max_steps": 1, "per_device_train_batch_size": 4})
+    info = revgen.train(
+        rows,
+        output_dir=tmp_path / "bw",
+        model=base_model,
+        max_length=128,
+        lora={"r": 4, "alpha": 8},
+        trainer={"max_steps": 1, "per_device_train_batch_size": 4},
+    )
     assert info["steps"] == 1 and info["output_dir"] == str(tmp_path / "bw")
     saved = json.loads((tmp_path / "bw" / "run.json").read_text())
     assert saved["config"]["data"].endswith(".jsonl")  # the rows, written once to the cache

@@ -31,8 +31,21 @@ def test_env_reports_device_and_capabilities():
 def test_train_through_the_cli(tmp_path, base_model):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("train:\n  max_length: 128\n  lora:\n    r: 4\n    target_modules: [q_proj]\n")
-    res = run("train", "--recipe", str(recipe), "--model", base_model, "-o", str(tmp_path / "out"),
-              "--max-rows", "4", "--max-steps", "1", "--set", "trainer.per_device_train_batch_size=2")
+    res = run(
+        "train",
+        "--recipe",
+        str(recipe),
+        "--model",
+        base_model,
+        "-o",
+        str(tmp_path / "out"),
+        "--max-rows",
+        "4",
+        "--max-steps",
+        "1",
+        "--set",
+        "trainer.per_device_train_batch_size=2",
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.splitlines()[0])["steps"] == 1
     saved = json.loads((tmp_path / "out" / "run.json").read_text())

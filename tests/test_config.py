@@ -42,8 +42,12 @@ def test_seed_recipe_matches_the_seed():
 def test_precedence_defaults_yaml_cli(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("train:\n  max_length: 300\n  seed: 7\n  lora:\n    r: 4\n  trainer:\n    max_steps: 5\n")
-    cfg = cfgmod.load(TrainConfig, "train", recipe,
-                      cfgmod.merge({"seed": 9, "model": None}, cfgmod.parse_overrides(["trainer.logging_steps=2"])))
+    cfg = cfgmod.load(
+        TrainConfig,
+        "train",
+        recipe,
+        cfgmod.merge({"seed": 9, "model": None}, cfgmod.parse_overrides(["trainer.logging_steps=2"])),
+    )
     assert (cfg.max_length, cfg.seed, cfg.lora.r, cfg.lora.alpha) == (300, 9, 4, 16)
     assert cfg.trainer == {"max_steps": 5, "logging_steps": 2}
     assert cfg.model == TrainConfig().model
@@ -62,7 +66,9 @@ def test_a_preset_on_the_command_line_beats_the_recipe_and_set_beats_both(tmp_pa
         cfg = cfgmod.load(CurateConfig, "curate", recipe, {"preset": "short-answers"})
     assert cfg.gopher.min_words == 3 and cfg.gopher.min_stop_words is None and cfg.gopher.max_words == 900
     assert "preset short-answers (command line) wins over gopher.min_words: 20 -> 3" in caplog.text
-    cfg = cfgmod.load(CurateConfig, "curate", recipe, {"preset": "short-answers", **cfgmod.parse_overrides(["gopher.min_words=5"])})
+    cfg = cfgmod.load(
+        CurateConfig, "curate", recipe, {"preset": "short-answers", **cfgmod.parse_overrides(["gopher.min_words=5"])}
+    )
     assert cfg.gopher.min_words == 5
     synth = cfgmod.load(SynthConfig, "synthesize", recipe, {"select": {"preset": "short-answers"}})
     assert synth.select.gopher.min_words == 3  # --select short-answers over the recipe's selection too
@@ -97,7 +103,11 @@ def test_bad_recipes_fail_clearly(tmp_path, text, match):
 
 
 def test_parse_overrides():
-    assert cfgmod.parse_overrides(["a.b=1", "a.c=x", "d=[1, 2]", "e="]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2], "e": ""}
+    assert cfgmod.parse_overrides(["a.b=1", "a.c=x", "d=[1, 2]", "e="]) == {
+        "a": {"b": 1, "c": "x"},
+        "d": [1, 2],
+        "e": "",
+    }
     with pytest.raises(UserError, match="KEY=VALUE"):
         cfgmod.parse_overrides(["novalue"])
 
@@ -112,6 +122,9 @@ def test_trainer_values_are_typed_against_trl_before_it_sees_them():
 
     # YAML 1.1 reads 2e-4 (no dot) as text: it is the number it spells; trl's richer types stay trl's
     assert typed_trainer({"learning_rate": "2e-4", "optim": "adamw_torch", "max_steps": 3}) == {
-        "learning_rate": 2e-4, "optim": "adamw_torch", "max_steps": 3}
+        "learning_rate": 2e-4,
+        "optim": "adamw_torch",
+        "max_steps": 3,
+    }
     with pytest.raises(UserError, match="trainer: learning_rate must be float, got 'fast'"):
         typed_trainer({"learning_rate": "fast"})

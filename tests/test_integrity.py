@@ -124,16 +124,22 @@ def bad_inputs(tmp_path_factory, trained_adapter, dolly_rows):
     tensors[first] = tensors[first].clone().fill_(float("nan"))
     save_file(tensors, str(nan / "adapter_model.safetensors"), metadata={"format": "pt"})
     (tmp / "synth-partial" / "shards").mkdir(parents=True)
-    write_jsonl(tmp / "synth-partial" / "shards" / "00000.jsonl",
-                [{"id": "a:0:0", "instruction": "Name a river.", "input": "", "output": "The Nile.", "meta": {}}])
+    write_jsonl(
+        tmp / "synth-partial" / "shards" / "00000.jsonl",
+        [{"id": "a:0:0", "instruction": "Name a river.", "input": "", "output": "The Nile.", "meta": {}}],
+    )
     (tmp / "synth-partial" / "run.json").write_text(json.dumps({"command": "synthesize", "status": "running"}))
     run = f"run:\n  root: {tmp}/root\n  stages:\n"
     (tmp / "escape.yaml").write_text(run + "    - {name: ../escape, kind: curate}\n")
     (tmp / "setlist.yaml").write_text(run + "    - {name: a, kind: curate, set: [x]}\n")
-    (tmp / "twostages.yaml").write_text(run + f"    - {{name: a, kind: curate, set: {{input: {tmp}/recs.jsonl}}}}\n"
-                                        "    - {name: b, kind: curate, set: {input: '@a/dataset.jsonl'}}\n")
-    for name, text in (("report-truncated", '{"command": "curate", "counts": {"total": 4, "ke'),
-                       ("report-odd", '{"command": "curate", "counts": {"total": "four"}}')):
+    (tmp / "twostages.yaml").write_text(
+        run + f"    - {{name: a, kind: curate, set: {{input: {tmp}/recs.jsonl}}}}\n"
+        "    - {name: b, kind: curate, set: {input: '@a/dataset.jsonl'}}\n"
+    )
+    for name, text in (
+        ("report-truncated", '{"command": "curate", "counts": {"total": 4, "ke'),
+        ("report-odd", '{"command": "curate", "counts": {"total": "four"}}'),
+    ):
         (tmp / name).mkdir()
         (tmp / name / "stats.json").write_text(text)
     return {"tmp": tmp, "adapter": trained_adapter[0], "corpus": corpus}
@@ -175,7 +181,11 @@ def synth(adapter, corpus, out, **kw):
 
 @pytest.fixture
 def small_run(trained_adapter, dolly_rows, tmp_path):
-    rows = [{"id": f"d{i}", "text": r["response"]} for i, r in enumerate(dolly_rows[200:212]) if len(r["response"].split()) > 6]
+    rows = [
+        {"id": f"d{i}", "text": r["response"]}
+        for i, r in enumerate(dolly_rows[200:212])
+        if len(r["response"].split()) > 6
+    ]
     corpus = write_jsonl(tmp_path / "c.jsonl", rows[:4])
     out = tmp_path / "run"
     synth(trained_adapter[0], corpus, out, id_field="id")
@@ -224,8 +234,13 @@ def test_empty_corpus_and_conflicting_ids_fail_loudly(trained_adapter, tmp_path)
     empty = write_jsonl(tmp_path / "empty.jsonl", [{"text": "too short"}])
     with pytest.raises(UserError, match="produced no records.*1 documents.*shorter than min_words"):
         synth(trained_adapter[0], empty, tmp_path / "e")
-    clash = write_jsonl(tmp_path / "clash.jsonl", [{"id": "x", "text": "One text that is long enough to keep here."},
-                                                   {"id": "x", "text": "Another text, also long enough to keep it."}])
+    clash = write_jsonl(
+        tmp_path / "clash.jsonl",
+        [
+            {"id": "x", "text": "One text that is long enough to keep here."},
+            {"id": "x", "text": "Another text, also long enough to keep it."},
+        ],
+    )
     with pytest.raises(UserError, match=r"clash.jsonl line 2: document id 'x' was already used by .*line 1"):
         synth(trained_adapter[0], clash, tmp_path / "c", id_field="id")
 
@@ -286,7 +301,10 @@ def test_train_refuses_to_replace_a_model_and_resumes_only_the_same_config(tmp_p
     with pytest.raises(UserError, match="already holds a trained model"):
         train(cfg())
     replaced = train(cfg(overwrite=True, lora=LoraSettings(r=8, target_modules=["q_proj"])))
-    assert replaced["config"]["lora"]["r"] == 8 and json.loads((tmp_path / "m" / "run.json").read_text())["config"]["lora"]["r"] == 8
+    assert (
+        replaced["config"]["lora"]["r"] == 8
+        and json.loads((tmp_path / "m" / "run.json").read_text())["config"]["lora"]["r"] == 8
+    )
     assert not (tmp_path / "m.overwrite").exists() and not (tmp_path / "m.replaced").exists()
 
 
@@ -305,7 +323,12 @@ def test_killed_vllm_synthesize_leaves_no_engine_process(trained_adapter, dolly_
     long_text = (longest["context"] + "\n\n") * 3
     rows = [{"text": long_text}] + [{"text": r["response"]} for r in dolly_rows[200:260]]
     corpus = write_jsonl(tmp_path / "c.jsonl", rows)
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TMPDIR": str(tmp_path), "VLLM_CACHE_ROOT": str(tmp_path / "vc")}
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "TMPDIR": str(tmp_path),
+        "VLLM_CACHE_ROOT": str(tmp_path / "vc"),
+    }
     proc = subprocess.Popen([sys.executable, "-m", "revgen", "synthesize", str(corpus), "--adapter", str(trained_adapter[0]),
                              "-o", str(tmp_path / "o"), "--backend", "vllm", "--max-new-tokens", "32", "--set", "batch_size=4",
                              "--set", "shard_size=4", "--set", "max_input_tokens=1024", "--temperature", "0.7"],
@@ -362,7 +385,9 @@ def test_a_file_size_limit_while_saving_the_model_is_one_error_and_a_rerun_finis
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, preexec_fn=limited, env=env)
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-3000:]
-    assert f"could not write the model or a checkpoint into {out}" in res.stderr and "rerun the same command" in res.stderr
+    assert (
+        f"could not write the model or a checkpoint into {out}" in res.stderr and "rerun the same command" in res.stderr
+    )
     assert not (out / "run.json").exists()  # not taken for a finished model
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

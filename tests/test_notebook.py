@@ -17,9 +17,16 @@ def test_quickstart_notebook_runs_and_pushes(tmp_path, monkeypatch):
     nb = nbformat.read(ROOT / "recipes" / "quickstart.ipynb", as_version=4)
     work = tmp_path / "work"
     with FakeHub() as hub:
-        for key, value in {"REVGEN_NB_WORK": str(work), "REVGEN_NB_STEPS": "2", "REVGEN_NB_DOCS": "6",
-                           "HF_TOKEN": "hf_test", "HF_ENDPOINT": hub.url, "REVGEN_NB_REPO": "me/nb",
-                           "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf_home")}.items():  # the Hub is this fake one
+        for key, value in {
+            "REVGEN_NB_WORK": str(work),
+            "REVGEN_NB_STEPS": "2",
+            "REVGEN_NB_DOCS": "6",
+            "HF_TOKEN": "hf_test",
+            "HF_ENDPOINT": hub.url,
+            "REVGEN_NB_REPO": "me/nb",
+            "HF_HUB_OFFLINE": "0",
+            "HF_HOME": str(tmp_path / "hf_home"),
+        }.items():  # the Hub is this fake one
             monkeypatch.setenv(key, value)
         NotebookClient(nb, timeout=900, kernel_name="python3",
                        resources={"metadata": {"path": str(ROOT / "recipes")}}).execute()  # fmt: skip

@@ -40,8 +40,9 @@ def test_learned_openers_are_the_seed_first_words_and_draws_are_seeded(trained_a
 
 
 @pytest.mark.slow
-def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_fit(trained_adapter, dolly_rows, tmp_path,
-                                                                                   caplog):
+def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_fit(
+    trained_adapter, dolly_rows, tmp_path, caplog
+):
     adapter = trained_adapter[0]
     corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"text": r["response"]} for r in dolly_rows[230:238]])
     out = tmp_path / "synth"
@@ -110,7 +111,13 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
     assert (tmp_path / "auto" / "dataset.jsonl").read_bytes() == (tmp_path / "preset" / "dataset.jsonl").read_bytes()
 
     # a mix of the user's own, met from the same candidates: only the request openers drawn here
-    reqs = sorted({r["meta"]["opener"] for r in rows if r["meta"]["opener"] and not openers.opens_question(r["meta"]["opener"].lower())})
+    reqs = sorted(
+        {
+            r["meta"]["opener"]
+            for r in rows
+            if r["meta"]["opener"] and not openers.opens_question(r["meta"]["opener"].lower())
+        }
+    )
     spec = ",".join(f"{w}=1" for w in reqs)
     own = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "own"), report=False,
                               score=ScoreSettings(scorers=["pmi"], best_of_candidates=True, select={"score": "pmi"},
@@ -118,7 +125,10 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
     moved = own["scores"]["target_mix"]
     assert moved["target"] == spec and moved["switched"] > 0
     assert moved["tv_leading_word_to_target_after"] < moved["tv_leading_word_to_target_before"]
-    instructions = lambda d: [json.loads(x)["instruction"] for x in (tmp_path / d / "dataset.jsonl").read_text().splitlines()]  # noqa: E731
+
+    def instructions(d):
+        return [json.loads(x)["instruction"] for x in (tmp_path / d / "dataset.jsonl").read_text().splitlines()]
+
     requests = lambda texts: sum(t.split()[0] in reqs for t in texts if t.split())  # noqa: E731
     assert len(instructions("own")) == len(kept) and requests(instructions("own")) > requests(instructions("cur"))
     with pytest.raises(UserError, match=r"score.target_mix: expected seed or WORD=WEIGHT.*'List'"):
@@ -187,7 +197,9 @@ def test_bad_openers_files_and_counts_are_one_error_before_any_model_loads(train
                                       backend="transformers", **kw))  # fmt: skip
 
     most = openers.capacity(openers.load(adapter), "both")
-    with pytest.raises(UserError, match=rf"--openers 500: .*openers.json gives at most {most} .*--openers {most} or fewer"):
+    with pytest.raises(
+        UserError, match=rf"--openers 500: .*openers.json gives at most {most} .*--openers {most} or fewer"
+    ):
         run(openers=500)  # run.json must never say 500 while fewer are drawn
     good = json.loads((adapter / openers.FILE).read_text())
     requests_only = {w: n for w, n in good["counts"].items() if not openers.opens_question(w.lower())}

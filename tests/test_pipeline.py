@@ -19,13 +19,17 @@ RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.ya
 
 def recipe(tmp_path, stages: str, extra: str = "") -> Path:
     path = tmp_path / "r.yaml"
-    path.write_text(f"curate:\n  gopher: {{enabled: false}}\n{extra}run:\n  root: {tmp_path / 'root'}\n  stages:\n{stages}")
+    path.write_text(
+        f"curate:\n  gopher: {{enabled: false}}\n{extra}run:\n  root: {tmp_path / 'root'}\n  stages:\n{stages}"
+    )
     return path
 
 
 @pytest.fixture
 def records(tmp_path, dolly_rows):
-    rows = [{"id": f"r{i}", "instruction": r["instruction"], "output": r["response"]} for i, r in enumerate(dolly_rows[:40])]
+    rows = [
+        {"id": f"r{i}", "instruction": r["instruction"], "output": r["response"]} for i, r in enumerate(dolly_rows[:40])
+    ]
     return write_jsonl(tmp_path / "recs.jsonl", rows + rows[:5])  # 5 exact duplicates for dedup to find
 
 
@@ -61,8 +65,10 @@ def test_plan_skips_finished_stages_and_reruns_downstream_of_a_change(tmp_path, 
 
 
 def test_a_tagged_forward_stage_reads_a_curate_stage_and_its_tags_are_config(tmp_path, records):
-    stages = (f"    - {{name: a, kind: curate, set: {{input: {records}}}}}\n"
-              "    - {name: f, kind: forward, set: {data: [{source: dolly-sample, tag: seed}, {source: '@a', tag: augmented}]}}\n")
+    stages = (
+        f"    - {{name: a, kind: curate, set: {{input: {records}}}}}\n"
+        "    - {name: f, kind: forward, set: {data: [{source: dolly-sample, tag: seed}, {source: '@a', tag: augmented}]}}\n"
+    )
     r = recipe(tmp_path, stages)
     _, (a, f) = pipeline.plan(r)
     assert f.inputs == ["a"] and f.values["data"][1] == {"source": str(tmp_path / "root" / "a"), "tag": "augmented"}
@@ -109,7 +115,9 @@ def test_a_finished_root_copied_elsewhere_is_still_finished(tmp_path, records):
     assert [s.action for s in pipeline.plan(recipe(moved, stages))[1]] == ["skip", "skip"]
     shutil.rmtree(moved / "root" / "b")
     assert [(s.action, s.why) for s in pipeline.plan(recipe(moved, stages))[1]] == [
-        ("skip", "finished with the same config and inputs"), ("run", "first run")]
+        ("skip", "finished with the same config and inputs"),
+        ("run", "first run"),
+    ]
 
 
 @pytest.mark.slow
@@ -147,6 +155,7 @@ def test_killed_run_resumes_inside_its_stage_and_ends_like_an_uninterrupted_one(
     assert [s["name"] for s in done] == ["backward"]  # killed inside synthesize
     err = revgen_run(rb)
     assert "[backward] skipped" in err and "[synthesize] synthesize: running" in err
+
     def files(root):
         return {str(p.relative_to(root)): p.read_bytes() for d in ("synthesize/shards", "curate") for p in
                 sorted((root / d).iterdir()) if p.suffix == ".jsonl"}  # fmt: skip

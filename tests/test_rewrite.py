@@ -52,7 +52,9 @@ def test_rewrite_end_to_end_and_resume_gives_the_same_records(tmp_path, dolly_ro
     lines = list(shards.iter_records(tmp_path / "a")) + list(shards.iter_records(tmp_path / "a", dropped=True))
     assert sorted(r["meta"]["source_id"] for r in lines) == sorted([r["id"] for r in rows] * 2)
     rewritten = [r for r in lines if r["meta"]["variant"] == "rewritten"]
-    assert all(r["meta"]["passage"] in {x["output"] for x in rows} and r["meta"]["rewriter"] == base_model for r in rewritten)
+    assert all(
+        r["meta"]["passage"] in {x["output"] for x in rows} and r["meta"]["rewriter"] == base_model for r in rewritten
+    )
     # a run killed mid-shard: second shard half written, torn last line, no .done
     rewrite(RewriteConfig(output_dir=str(tmp_path / "b"), **cfg))
     part = tmp_path / "b" / "shards" / "00001.jsonl"

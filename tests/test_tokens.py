@@ -15,11 +15,22 @@ def sft_trainer(base_model, tokenizer, dolly_rows, tmp_path_factory):
 
     pairs, _ = build_pairs(dolly_rows[:6], get_template("seed"), tokenizer, max_length=256)
     ds = Dataset.from_list([{"prompt": p["prompt"], "completion": p["completion"]} for p in pairs])
-    args = SFTConfig(output_dir=str(tmp_path_factory.mktemp("tok")), max_length=256, use_cpu=True, bf16=False,
-                     report_to="none", per_device_train_batch_size=2)
+    args = SFTConfig(
+        output_dir=str(tmp_path_factory.mktemp("tok")),
+        max_length=256,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        per_device_train_batch_size=2,
+    )
     model = AutoModelForCausalLM.from_pretrained(base_model)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-                         peft_config=LoraConfig(r=4, target_modules=["q_proj"]))
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, target_modules=["q_proj"]),
+    )
     return trainer, pairs
 
 

@@ -15,14 +15,20 @@ if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2":
     try:
         import torch
 
-        for probe in ("_is_avx512_supported", "_is_avx512_bf16_supported", "_is_amx_tile_supported",
-                      "_is_amx_fp16_supported", "_is_avx512_vnni_supported"):
+        for probe in (
+            "_is_avx512_supported",
+            "_is_avx512_bf16_supported",
+            "_is_amx_tile_supported",
+            "_is_amx_fp16_supported",
+            "_is_avx512_vnni_supported",
+        ):
             if hasattr(torch.cpu, probe):
                 setattr(torch.cpu, probe, lambda: False)
         caps = getattr(torch.cpu, "get_capabilities", None)
         if caps:
             real = caps()
-            torch.cpu.get_capabilities = lambda: {k: (False if k.startswith(("avx512", "amx", "avx10")) else v)
-                                                  for k, v in real.items()}
+            torch.cpu.get_capabilities = lambda: {
+                k: (False if k.startswith(("avx512", "amx", "avx10")) else v) for k, v in real.items()
+            }
     except ImportError:
         pass

@@ -25,7 +25,11 @@ def read_records(source: str, problems: dict | None = None):
     if not path.is_file():
         raise UserError(f"curate input {source} is neither a synthesize run dir nor a .jsonl file")
     for n, r in iter_jsonl(path):
-        missing = [k for k in ("instruction", "output") if not isinstance(r.get(k), str)] if isinstance(r, dict) else ["object"]
+        missing = (
+            [k for k in ("instruction", "output") if not isinstance(r.get(k), str)]
+            if isinstance(r, dict)
+            else ["object"]
+        )
         if missing:
             raise UserError(f"{path} line {n}: expected string fields instruction and output (bad: {missing})")
         r.setdefault("id", f"line-{n}")

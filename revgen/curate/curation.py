@@ -80,7 +80,9 @@ class ScoreSettings:
     batch_size: int = 8
     select: dict | None = None  # {score, threshold | top_k | top_fraction}; none: score only
     best_of_candidates: bool = False  # per segment, keep only the best-scoring of its --num-candidates
-    target_mix: str | dict | None = None  # best_of_candidates: toward "seed"'s first words or "List=3,What=5" (target_mix.py)
+    target_mix: str | dict | None = (
+        None  # best_of_candidates: toward "seed"'s first words or "List=3,What=5" (target_mix.py)
+    )
     fit_margin: float = 0.5  # target_mix: a segment may keep a candidate scoring >= its best - this
     rubric_backend: str = "transformers"  # the rubric judge: transformers | vllm | openai (a server's chat endpoint)
     served_model: str | None = None  # rubric_backend openai: the model name the server serves (the judge)
@@ -118,8 +120,14 @@ class CurateConfig:
     PRESET_WORDS: typing.ClassVar[tuple] = ("auto", "none")
     PRESETS: typing.ClassVar[dict] = {
         "short-answers": {"gopher": {"min_words": 3, "min_stop_words": None, "max_top_2gram_ratio": None}},
-        "openers": {"score": {"scorers": ["pmi"], "best_of_candidates": True, "target_mix": "seed",
-                              "select": {"score": "pmi", "top_fraction": 0.8}}},
+        "openers": {
+            "score": {
+                "scorers": ["pmi"],
+                "best_of_candidates": True,
+                "target_mix": "seed",
+                "select": {"score": "pmi", "top_fraction": 0.8},
+            }
+        },
     }
 
     def __post_init__(self):
@@ -395,7 +403,9 @@ def _target_mix(cfg: CurateConfig) -> dict:
 
     sc = cfg.score
     if not sc.best_of_candidates:
-        raise UserError("score.target_mix chooses among a segment's candidates: it needs score.best_of_candidates: true")
+        raise UserError(
+            "score.target_mix chooses among a segment's candidates: it needs score.best_of_candidates: true"
+        )
     if not isinstance(sc.fit_margin, (int, float)) or sc.fit_margin < 0:
         raise UserError(f"score.fit_margin: expected a number >= 0, got {sc.fit_margin!r}")
     if sc.target_mix != "seed":
@@ -443,7 +453,9 @@ def _source_run(source: str) -> dict | None:
     info = _run_info(source)
     if info is None:
         return None
-    return {k: info.get(k) for k in ("base_model", "adapter", "adapter_sha256", "backend", "sampling", "template", "counts")}
+    return {
+        k: info.get(k) for k in ("base_model", "adapter", "adapter_sha256", "backend", "sampling", "template", "counts")
+    }
 
 
 def counts_table(counts: dict) -> str:

@@ -160,7 +160,9 @@ class _KeptGroups:
         self.nodes, self.signal, self.rows, self.threshold = nodes, signal, rows, threshold
         self.fp = np.empty((len(nodes), width), dtype=np.uint8)  # filled chunk by chunk (load): pages come as used
         self.seg = np.empty(len(nodes), dtype=np.uint64) if signal == "output" else None
-        self.need = next((k for k in range(width + 1) if k / width >= threshold), width + 1) if threshold is not None else 0
+        self.need = (
+            next((k for k in range(width + 1) if k / width >= threshold), width + 1) if threshold is not None else 0
+        )
         self.lo, self.sigs = 0, None  # the current chunk's full signatures (load)
 
     def members(self, g: int) -> list[int]:
@@ -266,8 +268,10 @@ class _Removals:
         bounds = np.searchsorted(node, np.arange(self.n_files + 1, dtype=np.int64) << 32)  # nodes come sorted
         for f in range(self.n_files):
             lo, hi = bounds[f], bounds[f + 1]
-            text = "".join(json.dumps([d, self.REASONS[r], ids[w]]) + "\n" for d, r, w in
-                           zip((node[lo:hi] & 0xFFFFFFFF).tolist(), reason[lo:hi].tolist(), where[lo:hi].tolist()))
+            text = "".join(
+                json.dumps([d, self.REASONS[r], ids[w]]) + "\n"
+                for d, r, w in zip((node[lo:hi] & 0xFFFFFFFF).tolist(), reason[lo:hi].tolist(), where[lo:hi].tolist())
+            )
             atomic_write_text(self.out / f"{f:05d}.jsonl", text)
 
 

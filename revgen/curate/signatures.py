@@ -57,7 +57,9 @@ class Signer(MinhashDedupSignature):
         toks = normalize(text).split()
         n = min(self.ngram, max(len(toks), 1))
         grams = {" ".join(toks[i : i + n]) for i in range(max(len(toks) - n + 1, 1))}
-        return np.fromiter((self._hash_func(g.encode()) for g in grams), dtype=np.uint64, count=len(grams)).reshape((-1, 1))
+        return np.fromiter((self._hash_func(g.encode()) for g in grams), dtype=np.uint64, count=len(grams)).reshape(
+            (-1, 1)
+        )
 
     def minhash(self, shingles: np.ndarray) -> np.ndarray:
         a, b = self.parameters
@@ -71,7 +73,9 @@ class Signer(MinhashDedupSignature):
 
     def write_buckets(self, rows: np.ndarray, rank: int) -> None:
         """datatrove's per-band signature files for ``rows`` (row i: document i), sorted as its stage 1 sorts them."""
-        cfg = self.config  # explicit shape: a file whose records all failed the filters has no rows (-1 is ambiguous at 0)
+        cfg = (
+            self.config
+        )  # explicit shape: a file whose records all failed the filters has no rows (-1 is ambiguous at 0)
         write_bands(self, rows.reshape(len(rows), cfg.num_buckets, cfg.hashes_per_bucket), rank)
 
 
@@ -80,7 +84,9 @@ def write_bands(signer: MinhashDedupSignature, bands: np.ndarray, rank: int) -> 
     hashes, then the doc index as uint32) and sort order, built with numpy instead of one struct.pack per record."""
     cfg = signer.config
     fmt = f"<{cfg.hash_config.struct_format}"
-    dtype = np.dtype([(f"field{i + 1}", fmt) for i in range(cfg.hashes_per_bucket)] + [(f"field{cfg.hashes_per_bucket + 1}", "<I")])
+    dtype = np.dtype(
+        [(f"field{i + 1}", fmt) for i in range(cfg.hashes_per_bucket)] + [(f"field{cfg.hashes_per_bucket + 1}", "<I")]
+    )
     for b in range(cfg.num_buckets):
         records = np.empty(len(bands), dtype=dtype)
         for i in range(cfg.hashes_per_bucket):

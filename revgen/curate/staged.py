@@ -42,7 +42,9 @@ from revgen.io import atomic_write_text
 log = logging.getLogger(__name__)
 EXECUTORS = ("inprocess", "local", "ray", "slurm")
 SIGNALS = ("exact", "instruction", "output")
-BUFFER_LINES = 4096  # signature lines read at once per file by the bucket stage (datatrove's default: 5); 10M: 11% less CPU
+BUFFER_LINES = (
+    4096  # signature lines read at once per file by the bucket stage (datatrove's default: 5); 10M: 11% less CPU
+)
 
 
 @dataclass
@@ -107,6 +109,7 @@ class FilterStage(_Stage):
         problems: dict = {}
         kept = []
         with open(work / "rejected" / f"{stem}.jsonl.tmp", "w", encoding="utf-8") as rej:
+
             def on_drop(record, reason, detail):
                 rej.write(shards.dumps({"n": state["n"], "row": {"id": record.get("id"), "reason": reason, **detail,
                                                                   "record": record}}))  # fmt: skip
@@ -114,7 +117,9 @@ class FilterStage(_Stage):
             state = {"n": 0}  # the input ordinal of the record being filtered: rejections merge back in order
             runner = FilterRunner(build_filters(self.cfg, dedup=False), on_drop)
             source = self.files[index]
-            records = read_records(source) if Path(self.cfg.input).is_file() else shards.iter_file(Path(source), problems)
+            records = (
+                read_records(source) if Path(self.cfg.input).is_file() else shards.iter_file(Path(source), problems)
+            )
             for state["n"], record in enumerate(records, 1):
                 kept.extend({"n": state["n"], "r": r} for r in runner.run([record]))
         os.replace(work / "rejected" / f"{stem}.jsonl.tmp", work / "rejected" / f"{stem}.jsonl")
@@ -127,8 +132,10 @@ class FilterStage(_Stage):
                 signer.write_buckets(np.array([exact_key(k["r"]) for k in kept], dtype=np.uint64), rank=index)
                 continue
             if signal == "output":  # candidates of one segment are not each other's duplicates
-                np.save(work / "full" / "segment" / f"{stem}.npy",
-                        np.array([segment_key(k["r"]) for k in kept], dtype=np.uint64).reshape(-1, 1))
+                np.save(
+                    work / "full" / "segment" / f"{stem}.npy",
+                    np.array([segment_key(k["r"]) for k in kept], dtype=np.uint64).reshape(-1, 1),
+                )
             width = signer.config.num_buckets * signer.config.hashes_per_bucket
             sigs = np.array([signer.hashvalues(k["r"][signal]) for k in kept], dtype=np.uint32).reshape(-1, width)
             np.save(work / "full" / signal / f"{stem}.npy", sigs)
@@ -187,7 +194,9 @@ def _executor(eng: EngineSettings, pipeline, tasks: int, logs: Path, name: str, 
     if eng.executor == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        workers = min(eng.workers if eng.workers > 0 else os.cpu_count() or 1, tasks)  # 14 bands need not be 14 processes
+        workers = min(
+            eng.workers if eng.workers > 0 else os.cpu_count() or 1, tasks
+        )  # 14 bands need not be 14 processes
         return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers,
                                      logging_dir=str(logs / name), depends=depends,
                                      start_method="fork")  # fmt: skip
@@ -298,7 +307,10 @@ def _check_work(work: Path, cfg, files):
     """A work dir belongs to one input and one config: anything else starts it afresh."""
     from revgen import config as cfgmod
 
-    key = {"config": cfgmod.config_hash(cfg), "files": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
+    key = {
+        "config": cfgmod.config_hash(cfg),
+        "files": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
+    }
     stamp = work / "input.json"
     if stamp.is_file() and json.loads(stamp.read_text()) != key:
         log.info("staged work dir %s is for another input or config: starting afresh", work)
@@ -329,8 +341,13 @@ def _quiet_datatrove():
 
     def default():  # warnings only: an error comes back as the task's exception and revgen prints it once
         logger.remove()
-        logger.add(sys.stderr, level="WARNING", colorize=False, format="datatrove: {message}",
-                   filter=lambda r: r["level"].no < 40 and r["exception"] is None)
+        logger.add(
+            sys.stderr,
+            level="WARNING",
+            colorize=False,
+            format="datatrove: {message}",
+            filter=lambda r: r["level"].no < 40 and r["exception"] is None,
+        )
 
     def add_task_logger(logging_dir, rank, local_rank=0, node_rank=-1):
         default()
@@ -367,4 +384,8 @@ def _merge(files, work: Path, out: Path, problems: dict, eng: EngineSettings, ta
         os.replace(tmp, out / f"{name}.jsonl")
     if not eng.keep_work_dir:
         shutil.rmtree(work, ignore_errors=True)
-    return {"counts": counts, "mix": tally.counts(), "engine": {**asdict(eng), "tasks": tasks, "input_files": len(files)}}
+    return {
+        "counts": counts,
+        "mix": tally.counts(),
+        "engine": {**asdict(eng), "tasks": tasks, "input_files": len(files)},
+    }

@@ -30,7 +30,9 @@ def target_from_openers(counts: dict) -> dict[str, float]:
 
 def target_from_spec(spec: str | dict) -> dict[str, float]:
     """A user's mix, ``"WORD=WEIGHT,WORD=WEIGHT"`` or a mapping, as shares of lowercase first words."""
-    return target_from_openers(parse_weights(spec, "score.target_mix", "seed or WORD=WEIGHT,WORD=WEIGHT (e.g. List=3,What=5)"))
+    return target_from_openers(
+        parse_weights(spec, "score.target_mix", "seed or WORD=WEIGHT,WORD=WEIGHT (e.g. List=3,What=5)")
+    )
 
 
 def choose(groups: list[list[int]], values: list, instructions: list[str], target: dict[str, float],

@@ -135,8 +135,9 @@ def _generate(cfg: EvalConfig, model: str, adapter: str | None, prompts: list[li
 
 def _texts(outs, typed: bool) -> tuple[list[str], list[bool]]:
     """The first candidate's instruction (a typed model's ``[type]`` tag removed) and whether it was cut."""
-    return [tasktypes.split(o[0].text)[1] if typed else o[0].text.strip() for o in outs], \
-        [o[0].finish_reason == "length" for o in outs]
+    return [tasktypes.split(o[0].text)[1] if typed else o[0].text.strip() for o in outs], [
+        o[0].finish_reason == "length" for o in outs
+    ]
 
 
 def best_of_n(cfg: EvalConfig, model: str, adapter: str, template, texts: list[str], prompts, typed: bool):

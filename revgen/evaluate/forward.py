@@ -173,7 +173,9 @@ def evaluate_forward(cfg: ForwardEvalConfig) -> dict:
     runinfo.write_json(out / "eval.json", info)
     with (out / "examples.jsonl").open("w", encoding="utf-8") as fh:
         for name, rs in scored.items():
-            fh.writelines(json.dumps({"system": name, **r, **rows[i]}, ensure_ascii=False) + "\n" for i, r in enumerate(rs))
+            fh.writelines(
+                json.dumps({"system": name, **r, **rows[i]}, ensure_ascii=False) + "\n" for i, r in enumerate(rs)
+            )
     (out / "eval.md").write_text(table(info), encoding="utf-8")
     from revgen.publish.report import write_eval
 

@@ -44,8 +44,9 @@ def mix(instructions: list[str], top: int = 15) -> dict:
             "leading_words": dict(list(words.items())[:top])}  # fmt: skip
 
 
-def compare_mix(synthetic: list[str], real: list[str], synthetic_types: list | None = None,
-                real_types: list | None = None) -> dict:
+def compare_mix(
+    synthetic: list[str], real: list[str], synthetic_types: list | None = None, real_types: list | None = None
+) -> dict:
     """Both mixes and their total-variation distances (kind; leading word over all words; task
     type / Dolly category where both sides know it)."""
     out = {"synthetic": mix(synthetic), "real": mix(real),

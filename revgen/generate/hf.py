@@ -58,7 +58,9 @@ class HFGenerator(Generator):
         self._bucket_sizes: dict = {}  # static cache: the batch size each width bucket compiled for
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
-        self.stop_ids = sorted({i for i in _ids(self.tokenizer.eos_token_id) + _ids(self.hf_model.generation_config.eos_token_id)})
+        self.stop_ids = sorted(
+            {i for i in _ids(self.tokenizer.eos_token_id) + _ids(self.hf_model.generation_config.eos_token_id)}
+        )
         log.info("transformers backend: %s%s on %s, %s", self.model,
                  f" + adapter {self.adapter}" + (" (merged)" if self.merge else "") if self.adapter else "",
                  self.device, dtype)  # fmt: skip
@@ -214,7 +216,9 @@ class HFGenerator(Generator):
             cands = []
             for k in range(sampling.n):
                 toks = new[row * sampling.n + k]
-                stop = None if sampling.ignore_eos else next((j for j, t in enumerate(toks) if t in self.stop_ids), None)
+                stop = (
+                    None if sampling.ignore_eos else next((j for j, t in enumerate(toks) if t in self.stop_ids), None)
+                )
                 toks = toks if stop is None else toks[:stop]
                 text = self.tokenizer.decode(toks, skip_special_tokens=True)
                 cands.append(Completion(text, "length" if stop is None else "stop", len(toks), len(p)))
@@ -230,7 +234,9 @@ def bucket(width: int, smallest: int = 128) -> int:
     return b
 
 
-def plan_batches(lengths: list[int], new_tokens: int, cap: int, budget: int | None, static: bool = False) -> list[list[int]]:
+def plan_batches(
+    lengths: list[int], new_tokens: int, cap: int, budget: int | None, static: bool = False
+) -> list[list[int]]:
     """Indices in length order cut into batches of at most ``cap`` sequences whose (padded prompt +
     new tokens) x sequences stays within ``budget`` (None: no budget)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])

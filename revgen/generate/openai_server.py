@@ -64,8 +64,10 @@ class OpenAIGenerator(Generator):
         try:
             names = [m.id for m in OpenAI(**{**self._client_args, "max_retries": 2}).models.list()]
         except Exception as exc:  # unreachable, 404 (no /models), a body that is not a list
-            raise UserError(f"backend openai: --served-model not given and {public_url(self.base_url)}/models "
-                            f"could not say which model it serves ({type(exc).__name__}); pass --served-model") from None
+            raise UserError(
+                f"backend openai: --served-model not given and {public_url(self.base_url)}/models "
+                f"could not say which model it serves ({type(exc).__name__}); pass --served-model"
+            ) from None
         if len(names) != 1:
             raise UserError(f"backend openai: the server serves {names or 'no models'}; pass --served-model NAME")
         log.info("openai backend: the server serves %s", names[0])
@@ -114,5 +116,7 @@ class OpenAIGenerator(Generator):
         for choice in sorted(choices, key=lambda c: c.index):
             text = choice.text or ""
             n_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            out.append(Completion(text, "length" if choice.finish_reason == "length" else "stop", n_tokens, len(prompt)))
+            out.append(
+                Completion(text, "length" if choice.finish_reason == "length" else "stop", n_tokens, len(prompt))
+            )
         return out

@@ -61,10 +61,17 @@ class VLLMGenerator(Generator):
 
         stop_ids = [self.tokenizer.eos_token_id]
         params = [
-            SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p if not sampling.greedy else 1.0,
-                           top_k=0 if not sampling.greedy else -1, max_tokens=sampling.max_new_tokens, seed=seed,
-                           stop_token_ids=[] if sampling.ignore_eos else stop_ids, skip_special_tokens=True,
-                           ignore_eos=sampling.ignore_eos)  # fmt: skip
+            SamplingParams(
+                n=sampling.n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p if not sampling.greedy else 1.0,
+                top_k=0 if not sampling.greedy else -1,
+                max_tokens=sampling.max_new_tokens,
+                seed=seed,
+                stop_token_ids=[] if sampling.ignore_eos else stop_ids,
+                skip_special_tokens=True,
+                ignore_eos=sampling.ignore_eos,
+            )  # fmt: skip
             for seed in seeds
         ]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
@@ -83,7 +90,9 @@ class VLLMGenerator(Generator):
         llm = getattr(self, "llm", None)
         if llm is not None:
             engine = getattr(llm, "llm_engine", None)
-            shutdown = getattr(engine, "shutdown", None) or getattr(getattr(engine, "engine_core", None), "shutdown", None)
+            shutdown = getattr(engine, "shutdown", None) or getattr(
+                getattr(engine, "engine_core", None), "shutdown", None
+            )
             if shutdown:
                 shutdown()
             self.llm = None

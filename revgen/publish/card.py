@@ -110,8 +110,10 @@ def resolve_license(run: Run, declared: str | None, corpus_card: tuple[dict, str
     if lic:
         return (", ".join(lic) if isinstance(lic, list) else str(lic)), f"inherited from the corpus card, {where}"
     corpus = (run.synth or {}).get("config", {}).get("corpus")
-    raise UserError(f"{run.path}: the license is unknown: the corpus ({corpus or 'not recorded'}) has no dataset card "
-                    "with a `license:` field next to it. Pass --license (e.g. cc-by-sa-3.0), the corpus's license")
+    raise UserError(
+        f"{run.path}: the license is unknown: the corpus ({corpus or 'not recorded'}) has no dataset card "
+        "with a `license:` field next to it. Pass --license (e.g. cc-by-sa-3.0), the corpus's license"
+    )
 
 
 def _corpus_card(run: Run) -> tuple[dict, str]:
@@ -168,7 +170,9 @@ def render(path: str | Path, *, license: str | None = None, language: list[str] 
             rewrite=_rewrite(run),
         )  # fmt: skip
     except (yaml.YAMLError, ValueError) as exc:  # a template whose own YAML header is broken
-        raise UserError(f"card template {template or TEMPLATE}: its YAML header does not parse ({str(exc)[:200]})") from None
+        raise UserError(
+            f"card template {template or TEMPLATE}: its YAML header does not parse ({str(exc)[:200]})"
+        ) from None
     except jinja2.TemplateError as exc:  # a template whose Jinja does not parse or render
         line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
         raise UserError(f"card template {template or TEMPLATE}{line}: not a valid Jinja template "
@@ -439,5 +443,3 @@ def _compact(d) -> str:
 
 def _round(x):
     return round(x, 4) if isinstance(x, float) else x
-
-

@@ -119,8 +119,10 @@ def _img(path: Path, alt: str) -> str:
 def _examples(kept: list[dict], dropped: list[dict], n: int = 6, seed: int = 0) -> str:
     rng = random.Random(seed)
     rows = [("kept", "", *_fields(r)) for r in rng.sample(kept, min(n, len(kept)))]
-    rows += [("dropped", d.get("reason") or "", str(d.get("instruction", "")), str(d.get("output", "")))
-             for d in rng.sample(dropped, min(n, len(dropped)))]
+    rows += [
+        ("dropped", d.get("reason") or "", str(d.get("instruction", "")), str(d.get("output", "")))
+        for d in rng.sample(dropped, min(n, len(dropped)))
+    ]
     cells = "".join(f"<tr class='{s}'><td>{s}</td><td>{html.escape(why)}</td><td>{html.escape(i[:300])}</td>"
                     f"<td>{html.escape(o[:400])}</td></tr>" for s, why, i, o in rows)  # fmt: skip
     return f"<table><tr><th></th><th>reason</th><th>instruction</th><th>output</th></tr>{cells}</table>"
@@ -178,10 +180,14 @@ def _record(file: Path, key: str | None = None) -> dict:
 
     info = read_json(file)
     counts = (info.get(key) if key else info) if isinstance(info, dict) else None
-    if not isinstance(counts, dict) or (key == "counts" and not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in counts.values())):
-        raise UserError(f"{file}: not a revgen {file.stem} record (expected a mapping"
-                        + (f" {key!r} of numbers" if key else "") + "); rerun the command that writes it")
+    if not isinstance(counts, dict) or (
+        key == "counts" and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in counts.values())
+    ):
+        raise UserError(
+            f"{file}: not a revgen {file.stem} record (expected a mapping"
+            + (f" {key!r} of numbers" if key else "")
+            + "); rerun the command that writes it"
+        )
     return info
 
 
@@ -218,7 +224,9 @@ def write(path: str | Path) -> Path:
     plots = _plots(stats, kept, dropped, path / PLOTS_DIR)
     counts = stats.get("counts", {})
     total = counts.get("total", 0) or 1
-    table = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td><td>{100 * v / total:.1f}%</td></tr>" for k, v in counts.items())
+    table = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v}</td><td>{100 * v / total:.1f}%</td></tr>" for k, v in counts.items()
+    )
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>revgen report: {html.escape(path.name)}</title>",
              f"<style>{STYLE}</style></head><body><h1>revgen dataset report: {html.escape(path.name)}</h1>",
              f"<p>{counts.get('kept', 0)} of {counts.get('total', 0)} records kept "

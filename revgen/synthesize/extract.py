@@ -125,4 +125,7 @@ def _warc_row(record) -> dict | None:
     else:
         return None
     body = record.content_stream().read().decode("utf-8", errors="replace")
-    return {key: body, "id": record.rec_headers.get_header("WARC-Target-URI") or record.rec_headers.get_header("WARC-Record-ID")}
+    return {
+        key: body,
+        "id": record.rec_headers.get_header("WARC-Target-URI") or record.rec_headers.get_header("WARC-Record-ID"),
+    }

@@ -31,7 +31,9 @@ def visible_devices() -> list[str] | None:
     if not torch.cuda.is_available():
         return None
     ids = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return [d.strip() for d in ids.split(",") if d.strip()] if ids else [str(i) for i in range(torch.cuda.device_count())]
+    return (
+        [d.strip() for d in ids.split(",") if d.strip()] if ids else [str(i) for i in range(torch.cuda.device_count())]
+    )
 
 
 def run_data_parallel(ctx, out: Path) -> dict:

@@ -126,8 +126,11 @@ def run_ray(ctx, out: Path) -> dict:
     if jobs:
         gpus = 1 if torch.cuda.is_available() else 0
         generated = ray.data.from_items(jobs).map_batches(
-            _Generate, fn_constructor_kwargs={"cfg_dict": cfg_dict}, batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=cfg.data_parallel), num_gpus=gpus,
+            _Generate,
+            fn_constructor_kwargs={"cfg_dict": cfg_dict},
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=cfg.data_parallel),
+            num_gpus=gpus,
             num_cpus=0 if gpus else (cfg.threads or 1),
         )  # fmt: skip  (Ray restarts a dead actor and retries its batch: its defaults for actor pools)
         for res in _unwrap(generated.iter_rows()):

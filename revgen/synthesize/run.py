@@ -180,6 +180,7 @@ def check(cfg: SynthConfig) -> None:
 
 def check_remote_code(options: dict, allowed: bool) -> None:
     """Remote code runs only when the user opted in with --trust-remote-code, never through engine options."""
+
     def walk(d):
         for k, v in d.items():
             if k == "trust_remote_code" and v:
@@ -234,7 +235,9 @@ def _run(cfg: SynthConfig, adapter: Path, out: Path) -> dict:
                 generated_tokens_this_run=passed["tokens"], prompt_tokens_this_run=passed.get("prompt_tokens", 0),
                 tokens_per_s=passed["tokens"] / max(time.time() - started, 1e-9))  # fmt: skip
     if passed.get("generate_s"):  # steady-state rate: generated tokens / time inside the generator
-        info.update(generate_s=passed["generate_s"], generate_tokens_per_s=round(passed["tokens"] / passed["generate_s"], 1))
+        info.update(
+            generate_s=passed["generate_s"], generate_tokens_per_s=round(passed["tokens"] / passed["generate_s"], 1)
+        )
     if "workers" in passed:
         info["workers"] = passed["workers"]  # data-parallel: tokens and restarts per worker
     counts = info["counts"]

@@ -69,8 +69,10 @@ def label(block: str) -> str:
     first = lines[0].strip()
     if len(lines) == 1 and (first.count("|") >= 2 or len(COLUMNS.findall(first)) >= 2 or any(c in first for c in BOX)):
         return "table"  # one row of a table whose rows a dump separated with blank lines
-    if len(lines) == 1 and (re.match(r"#{1,6} \S", first) or (
-            len(first.split()) <= 12 and not first.endswith((".", "!", "?", ":", ";", ",")) and not _code_line(first))):
+    if len(lines) == 1 and (
+        re.match(r"#{1,6} \S", first)
+        or (len(first.split()) <= 12 and not first.endswith((".", "!", "?", ":", ";", ",")) and not _code_line(first))
+    ):
         return "heading"  # fmt: skip
     n = len(lines)
     for name, test in (("toc", _is_toc_line), ("table", _table_line), ("code", _code_line)):

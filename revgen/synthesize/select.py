@@ -85,7 +85,6 @@ class Selector:
         return self.runner.settings()
 
 
-
 def follow_curate(synth: dict, curate: dict | None) -> dict:
     """A recipe's synthesize values with ``select.gopher``/``select.language`` taken from its curate
     section (and curate's preset) where the recipe does not set them: selection then drops exactly

@@ -108,9 +108,14 @@ def batch_prompts(ctx, index: int, batch: list) -> dict:
     if ctx.openers:
         picks = [openers.draw(ctx.openers, cfg.openers, seed, cfg.opener_kinds) for seed in seeds]
         jobs = [(i, j, w) for i, ws in enumerate(picks) for j, w in enumerate(ws)]
-    return {"seeds": seeds, "forced": forced, "free": [encode_prompt(ctx.tokenizer, h) for h in heads], "jobs": jobs,
-            "openers": [encode_prompt(ctx.tokenizer, heads[i] + (" " if forced[i] else "") + w) for i, _, w in jobs],
-            "opener_seeds": [segment_seed(cfg.seed, index, f"{batch[i][0]}#opener{j}") for i, j, _ in jobs]}
+    return {
+        "seeds": seeds,
+        "forced": forced,
+        "free": [encode_prompt(ctx.tokenizer, h) for h in heads],
+        "jobs": jobs,
+        "openers": [encode_prompt(ctx.tokenizer, heads[i] + (" " if forced[i] else "") + w) for i, _, w in jobs],
+        "opener_seeds": [segment_seed(cfg.seed, index, f"{batch[i][0]}#opener{j}") for i, j, _ in jobs],
+    }
 
 
 def prompt_tokens(prompts: dict) -> int:
@@ -179,11 +184,18 @@ def shared_rows(ctx, generator, p: dict) -> list[list[tuple]]:
 def load_generator(ctx):
     cfg, backend, base, adapter, merge = ctx.cfg, ctx.backend, ctx.base, ctx.adapter, ctx.merge
     if backend == "openai":  # the server holds the model (adapter merged or served as a LoRA); we tokenize
-        options = {**cfg.engine, "base_url": cfg.base_url, "served_model": cfg.served_model,
-                   "concurrency": cfg.concurrency, **({"api_key_env": cfg.api_key_env} if cfg.api_key_env else {})}
+        options = {
+            **cfg.engine,
+            "base_url": cfg.base_url,
+            "served_model": cfg.served_model,
+            "concurrency": cfg.concurrency,
+            **({"api_key_env": cfg.api_key_env} if cfg.api_key_env else {}),
+        }
         return load_or_explain(get_generator("openai", base, str(adapter), options=options), base, str(adapter))
     try:
-        model, lora = (str(merged_dir(adapter, base, cfg.dtype)), None) if merge and backend == "vllm" else (base, str(adapter))
+        model, lora = (
+            (str(merged_dir(adapter, base, cfg.dtype)), None) if merge and backend == "vllm" else (base, str(adapter))
+        )
     except LOAD_ERRORS as exc:
         raise explain(exc, f"{base} with adapter {adapter}") from None
     max_len = cfg.engine.get("max_model_len") or cfg.max_input_tokens + 256 + cfg.max_new_tokens

@@ -41,7 +41,11 @@ def sources(data) -> list[tuple[str, int | None, str]]:
     for i, item in enumerate(items):
         if isinstance(item, str) and item:
             out.append((item, None, ""))
-        elif isinstance(item, dict) and isinstance(item.get("source"), str) and set(item) <= {"source", "max_rows", "tag"}:
+        elif (
+            isinstance(item, dict)
+            and isinstance(item.get("source"), str)
+            and set(item) <= {"source", "max_rows", "tag"}
+        ):
             cap, tag = item.get("max_rows"), item.get("tag")
             if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
                 raise UserError(f"data[{i}].max_rows must be a positive integer or null, got {cap!r}")

@@ -74,7 +74,9 @@ class ThroughputCallback(TrainerCallback):
             if model is not None and peak and timed and seq_len:
                 cfg = model.config
                 n = sum(p.numel() for p in model.parameters())
-                if getattr(model, "is_loaded_in_4bit", False) or any(p.dtype == torch.uint8 for p in model.parameters()):
+                if getattr(model, "is_loaded_in_4bit", False) or any(
+                    p.dtype == torch.uint8 for p in model.parameters()
+                ):
                     n = _logical_params(cfg) or n  # 4-bit weights are packed two per byte
                 fpt = train_flops_per_token(n, cfg.num_hidden_layers, cfg.hidden_size, seq_len, checkpointing)
                 out["mfu"] = round(fpt * out["tokens_per_s_median"] / peak, 4)

@@ -59,7 +59,9 @@ class TrainConfig:
     inference_tag: str | None = None  # forward, tagged data: the tag the model reads at inference (default: data[0]'s)
     output_dir: str = ""  # default: runs/backward or runs/forward
     template: str = "auto"  # auto: seed (backward) / alpaca (forward); a built-in name or a template file
-    context: str = "auto"  # Dolly's context: ignore | append | drop; auto: ignore (backward, the seed's), append (forward)
+    context: str = (
+        "auto"  # Dolly's context: ignore | append | drop; auto: ignore (backward, the seed's), append (forward)
+    )
     categories: list | None = None  # keep only these Dolly categories
     task_types: bool = False  # backward: learn "[category] instruction" (revgen/tasktypes.py), steerable at synthesis
     max_length: int = 1024  # tokens of prompt + instruction + EOS
@@ -69,7 +71,9 @@ class TrainConfig:
     load_in_4bit: str | bool = "auto"  # auto: 4-bit on CUDA only; true: require it; false
     quant_skip_layers: int = 0  # with 4-bit: keep the first N decoder layers bf16 (speed for memory)
     fp8: bool = False  # the frozen base weights' matmuls in FP8 (revgen/train/fp8.py; GPUs of capability 8.9+)
-    attn_implementation: str = "auto"  # auto: flash_attention_2 if usable, flex_attention for packing on CUDA, else sdpa
+    attn_implementation: str = (
+        "auto"  # auto: flash_attention_2 if usable, flex_attention for packing on CUDA, else sdpa
+    )
     dtype: str = "auto"  # auto: bf16 on GPUs that support it, fp32 on CPU
     lora: LoraSettings = field(default_factory=LoraSettings)
     packing: bool = False
@@ -95,7 +99,9 @@ class TrainConfig:
         if self.task == "forward":
             _inference_tag(self)  # a malformed source or an inference tag the data lacks: before any model loads
         elif self.inference_tag is not None or any(tag for _, _, tag in sources(self.data)):
-            raise UserError("data tags and inference_tag are for forward training (--task forward), not the backward model")
+            raise UserError(
+                "data tags and inference_tag are for forward training (--task forward), not the backward model"
+            )
 
 
 def validate_trainer_keys(trainer: dict) -> None:
@@ -189,7 +195,8 @@ def sft_config(cfg: TrainConfig, p: Plan, has_eval: bool, output_dir: str | None
         args.update(eval_strategy="epoch", per_device_eval_batch_size=8)
     for key, value in cfg.trainer.items():  # trl takes 0 here and fails deep inside the data loader
         if (key.endswith("batch_size") or key == "gradient_accumulation_steps") and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
             raise UserError(f"trainer.{key} must be an integer >= 1, got {value!r}")
     args.update(typed_trainer(cfg.trainer))
     args.update(output_dir=output_dir or cfg.output_dir, max_length=cfg.max_length, packing=cfg.packing,
@@ -251,8 +258,10 @@ def _saving(out: Path):
         kept = sorted((p.name for p in out.glob("checkpoint-*")), key=lambda n: int(n.rsplit("-", 1)[1]))
         then = f"rerun the same command: it resumes from {kept[-1]}" if kept else "rerun the same command"
         first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
-        raise UserError(f"could not write the model or a checkpoint into {out}: {first} (a full disk or a file-size limit); "
-                        f"make room, then {then}") from None
+        raise UserError(
+            f"could not write the model or a checkpoint into {out}: {first} (a full disk or a file-size limit); "
+            f"make room, then {then}"
+        ) from None
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -287,7 +296,9 @@ def train(cfg: TrainConfig) -> dict:
     timer = ThroughputCallback()
     layers = cfg.lora.layers
     if layers is not None and isinstance(cfg.lora.target_modules, str):
-        raise UserError("lora.layers needs lora.target_modules as a list of module names (not a string like all-linear)")
+        raise UserError(
+            "lora.layers needs lora.target_modules as a list of module names (not a string like all-linear)"
+        )
     if isinstance(layers, int):
         n_layers = model.config.num_hidden_layers
         layers = list(range(max(0, n_layers - layers), n_layers))
@@ -305,7 +316,11 @@ def train(cfg: TrainConfig) -> dict:
     if resume_step is not None:
         log.info("resuming from %s/checkpoint-%d (step %d)", out, resume_step, resume_step)
     # transformers prints its log dicts to stdout
-    with _saving(out), contextlib.redirect_stdout(sys.stderr), fused_head.labelled_positions_only(p.device) as head_positions:
+    with (
+        _saving(out),
+        contextlib.redirect_stdout(sys.stderr),
+        fused_head.labelled_positions_only(p.device) as head_positions,
+    ):
         result = trainer.train(resume_from_checkpoint=True if resume_step is not None else None)
 
     with _saving(out):
@@ -332,9 +347,14 @@ def train(cfg: TrainConfig) -> dict:
         "task": cfg.task,
         "template": template.text if cfg.task == "backward" else dataclasses.asdict(template),
         "task_types": types,
-        "data": {"source": cfg.data, "sha256": _data_hash(cfg.data), **stats,
-                 "train_rows": len(train_pairs), "heldout_rows": len(held),
-                 "heldout_file": HELDOUT_FILE if held else None},  # fmt: skip
+        "data": {
+            "source": cfg.data,
+            "sha256": _data_hash(cfg.data),
+            **stats,
+            "train_rows": len(train_pairs),
+            "heldout_rows": len(held),
+            "heldout_file": HELDOUT_FILE if held else None,
+        },  # fmt: skip
         "parameters": {"trainable": trainable, "total": total},
         "losses": losses,
         "eval_losses": eval_losses,
@@ -344,8 +364,11 @@ def train(cfg: TrainConfig) -> dict:
         "tokens": n_tokens,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "tokens_per_s": n_tokens / result.metrics["train_runtime"] if result.metrics.get("train_runtime") else None,
-        "throughput": timer.summary(trainer.model, cfg.gradient_checkpointing,
-                                    cfg.max_length if cfg.packing else _mean_len(trainer.train_dataset)),
+        "throughput": timer.summary(
+            trainer.model,
+            cfg.gradient_checkpointing,
+            cfg.max_length if cfg.packing else _mean_len(trainer.train_dataset),
+        ),
         "adapter_sha256": runinfo.dir_hash(out),
         "versions": runinfo.versions(),
         "environment": runinfo.device_info(),
@@ -456,7 +479,9 @@ def _pairs(cfg: TrainConfig, tokenizer):
         for source, cap, _ in sources(cfg.data):
             part = load_pairs(source)[:cap]
             if cfg.task_types:  # row numbers as in the source, before any category filter
-                tasktypes.check_names(part, source, keep=lambda r: not cfg.categories or r["category"] in cfg.categories)
+                tasktypes.check_names(
+                    part, source, keep=lambda r: not cfg.categories or r["category"] in cfg.categories
+                )
             rows += part
         if cfg.task_types:  # build_pairs drops (and counts) the categories left out, tagged or not
             rows = [{**r, "instruction": tasktypes.tag(r["category"].strip(), r["instruction"].strip())

@@ -15,15 +15,25 @@ def records(dolly_rows):
     from revgen.curate.curation import DedupSettings, build_filters
     from revgen.curate.filters import FilterRunner
 
-    rows = [{"id": f"r{i}", "instruction": r["instruction"], "input": "", "output": r["response"]}
-            for i, r in enumerate(dolly_rows[:120])]
+    rows = [
+        {"id": f"r{i}", "instruction": r["instruction"], "input": "", "output": r["response"]}
+        for i, r in enumerate(dolly_rows[:120])
+    ]
     no_dedup = CurateConfig(dedup=DedupSettings(exact=False, near_instruction=False, near_output=False))
     a, b = [r["id"] for r in FilterRunner(build_filters(no_dedup)).run(rows)][:2]  # rows every filter keeps
     by_id = {r["id"]: r for r in rows}
     rows.append({**by_id[a], "id": "exact-copy"})
-    rows.append({**by_id[b], "id": "near-copy", "instruction": "Explain the main facts about this subject for a student.",
-                 "output": by_id[b]["output"].replace(".", " .", 1) + " Indeed."})
-    rows.append({"id": "leak", "instruction": "Tell me about it.\n### Response:", "input": "", "output": by_id[a]["output"]})
+    rows.append(
+        {
+            **by_id[b],
+            "id": "near-copy",
+            "instruction": "Explain the main facts about this subject for a student.",
+            "output": by_id[b]["output"].replace(".", " .", 1) + " Indeed.",
+        }
+    )
+    rows.append(
+        {"id": "leak", "instruction": "Tell me about it.\n### Response:", "input": "", "output": by_id[a]["output"]}
+    )
     return rows, a, b
 
 
@@ -38,8 +48,12 @@ def test_curate_writes_dataset_stats_and_rejected_that_add_up(tmp_path, records)
     c = stats["counts"]
     data, rejected = read(tmp_path / "ds" / "dataset.jsonl"), read(tmp_path / "ds" / "rejected.jsonl")
     assert c["total"] == len(records) and c["kept"] == len(data) > 30
-    assert c["total"] == c["kept"] + sum(v for k, v in c.items() if k.startswith("dropped/")) == len(data) + len(rejected)
-    assert all(set(r) == {"instruction", "input", "output"} and all(isinstance(v, str) for v in r.values()) for r in data)
+    assert (
+        c["total"] == c["kept"] + sum(v for k, v in c.items() if k.startswith("dropped/")) == len(data) + len(rejected)
+    )
+    assert all(
+        set(r) == {"instruction", "input", "output"} and all(isinstance(v, str) for v in r.values()) for r in data
+    )
     by_id = {r["id"]: r for r in rejected}
     assert by_id["exact-copy"]["reason"] == "dedup/exact" and by_id["exact-copy"]["duplicate_of"] == a
     assert by_id["near-copy"]["reason"] == "dedup/near_output" and by_id["near-copy"]["duplicate_of"] == b
@@ -59,8 +73,10 @@ def test_curating_twice_gives_identical_bytes_and_formats(tmp_path, records):
         curate(CurateConfig(input=str(src), output_dir=str(tmp_path / fmt), format=fmt))
         firsts[fmt] = read(tmp_path / fmt / "dataset.jsonl")[0]
     alpaca = read(tmp_path / "a" / "dataset.jsonl")[0]
-    assert firsts["messages"]["messages"] == [{"role": "user", "content": alpaca["instruction"]},
-                                              {"role": "assistant", "content": alpaca["output"]}]
+    assert firsts["messages"]["messages"] == [
+        {"role": "user", "content": alpaca["instruction"]},
+        {"role": "assistant", "content": alpaca["output"]},
+    ]
     assert firsts["sharegpt"]["conversations"][1] == {"from": "gpt", "value": alpaca["output"]}
     assert firsts["prompt-completion"] == {"prompt": alpaca["instruction"], "completion": alpaca["output"]}
 
@@ -73,8 +89,19 @@ def test_curate_reads_a_synthesize_dir_and_the_cli_prints_the_table(tmp_path, re
     append(shard_dir / "00001.jsonl", records[60:])
     recipe = tmp_path / "r.yaml"
     recipe.write_text("curate:\n  gopher:\n    enabled: false\n  dedup:\n    near_output: false\n")
-    res = CliRunner().invoke(cli, ["curate", str(tmp_path / "synth"), "-o", str(tmp_path / "ds"), "--recipe", str(recipe),
-                                   "--set", "instruction.not_instruction=false"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "curate",
+            str(tmp_path / "synth"),
+            "-o",
+            str(tmp_path / "ds"),
+            "--recipe",
+            str(recipe),
+            "--set",
+            "instruction.not_instruction=false",
+        ],
+    )
     assert res.exit_code == 0, res.output
     counts = json.loads(res.stdout.strip().splitlines()[-1])
     assert counts["total"] == len(records) and not any("gopher" in k or "near_output" in k for k in counts)
@@ -98,9 +125,20 @@ def test_self_curation_end_to_end_with_smollm2_as_judge(tmp_path, records, base_
     from revgen.curate.curation import GopherSettings, JudgeSettings
 
     src = write_jsonl(tmp_path / "records.jsonl", records[:6])
-    cfg = CurateConfig(input=str(src), output_dir=str(tmp_path / "ds"), gopher=GopherSettings(enabled=False),
-                       judge=JudgeSettings(enabled=True, model=base_model, backend="transformers", max_new_tokens=24,
-                                           min_score=3, batch_size=16, dtype="bfloat16"))
+    cfg = CurateConfig(
+        input=str(src),
+        output_dir=str(tmp_path / "ds"),
+        gopher=GopherSettings(enabled=False),
+        judge=JudgeSettings(
+            enabled=True,
+            model=base_model,
+            backend="transformers",
+            max_new_tokens=24,
+            min_score=3,
+            batch_size=16,
+            dtype="bfloat16",
+        ),
+    )
     stats = curate(cfg)
     j, c = stats["judge"], stats["counts"]
     assert j["scored"] == 6 - sum(v for k, v in c.items() if k.startswith("dropped/") and "judge" not in k)

@@ -14,7 +14,13 @@ from tests.helpers import write_jsonl
 def test_selection_keeps_exactly_what_it_should():
     cycle, ifd, rubric = [-0.1, -0.9, -0.5, -0.5, -0.3], [0.9, 0.1, 0.5, 0.5, 0.7], [4.6, 1.2, 3.0, 3.0, 4.1]
     assert scorers.Selection("cycle", top_k=2).keep(cycle) == [True, False, False, False, True]
-    assert scorers.Selection("ifd", top_k=2).keep(ifd) == [False, True, True, False, False]  # lower is better; ties: first
+    assert scorers.Selection("ifd", top_k=2).keep(ifd) == [
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]  # lower is better; ties: first
     assert scorers.Selection("rubric", threshold=3.0).keep(rubric) == [True, False, True, True, True]
     assert scorers.Selection("ifd", threshold=0.5).keep(ifd) == [False, True, True, True, False]
     assert scorers.Selection("cycle", top_fraction=0.4).keep(cycle) == [True, False, False, False, True]
@@ -117,7 +123,9 @@ def test_shared_prompts_score_as_one_pass_per_row(smol):
         ids = ids[: max(max_length, n + 1)]
         with torch.inference_mode():
             logits = model(input_ids=torch.tensor([ids])).logits[0].float()
-        return float(torch.nn.functional.cross_entropy(logits[n - 1 : -1], torch.tensor(ids[n:]), reduction="sum")), len(ids) - n
+        return float(
+            torch.nn.functional.cross_entropy(logits[n - 1 : -1], torch.tensor(ids[n:]), reduction="sum")
+        ), len(ids) - n
 
     want = [alone(p, c, 60) for p, c in rows]
     assert want[-1][1] < len(teacher_forced_ids(tok, *rows[-1])[0]) - teacher_forced_ids(tok, *rows[-1])[1]  # cut at 60
@@ -186,7 +194,9 @@ def test_curate_scores_select_and_keeps_scores_in_rejected(tmp_path, dolly_rows,
     winners = {json.loads(x)["id"]: json.loads(x)["scores"]["ifd"] for x in side_a}
     kept_half = [json.loads(x)["id"] for x in (tmp_path / "d" / "scores.jsonl").read_text().splitlines()]
     assert half["counts"]["kept"] == 3 and set(kept_half) <= set(winners)
-    assert max(winners[i] for i in kept_half) <= min(v for i, v in winners.items() if i not in kept_half)  # lower is better
+    assert max(winners[i] for i in kept_half) <= min(
+        v for i, v in winners.items() if i not in kept_half
+    )  # lower is better
     again = run("b", select={"score": "ifd"}, best_of_candidates=True)
     assert (tmp_path / "a" / "dataset.jsonl").read_bytes() == (tmp_path / "b" / "dataset.jsonl").read_bytes()
     assert again["scores"]["distribution"] == stats["scores"]["distribution"]
@@ -196,9 +206,12 @@ def test_curate_scores_select_and_keeps_scores_in_rejected(tmp_path, dolly_rows,
     data = (tmp_path / "c" / "dataset.jsonl").read_text().splitlines()
     side = [json.loads(x) for x in (tmp_path / "c" / "scores.jsonl").read_text().splitlines()]
     by_id = {r["id"]: r for r in recs}
-    assert [s["row"] for s in side] == [0, 1, 2] and all(set(json.loads(d)) == {"instruction", "input", "output"} for d in data)
+    assert [s["row"] for s in side] == [0, 1, 2] and all(
+        set(json.loads(d)) == {"instruction", "input", "output"} for d in data
+    )
     assert [(by_id[s["id"]]["instruction"], by_id[s["id"]]["output"]) for s in side] == [
-        (json.loads(d)["instruction"], json.loads(d)["output"]) for d in data]
+        (json.loads(d)["instruction"], json.loads(d)["output"]) for d in data
+    ]
     kept_scores = [s["scores"]["ifd"] for s in side]
     stats_c = json.loads((tmp_path / "c" / "stats.json").read_text())
     dropped = [json.loads(x)["scores"]["ifd"] for x in (tmp_path / "c" / "rejected.jsonl").read_text().splitlines()]
@@ -223,7 +236,11 @@ def test_server_digit_probabilities_are_read_where_the_score_is():
     from revgen.curate.rubric import digit_probabilities
 
     lp = {"1": -5.0, "2": -4.0, " 3": -3.0, "4": -0.5, "5": -1.0}
-    content = [_tok("Score", -0.1, [("Score", -0.1)]), _tok(":", -0.2), _tok(" 4", -0.5, list(lp.items()) + [("x", -0.01)])]
+    content = [
+        _tok("Score", -0.1, [("Score", -0.1)]),
+        _tok(":", -0.2),
+        _tok(" 4", -0.5, list(lp.items()) + [("x", -0.01)]),
+    ]
     p = digit_probabilities(content)
     z = sum(math.exp(v) for v in lp.values())
     assert p == pytest.approx([math.exp(lp[k]) / z for k in ("1", "2", " 3", "4", "5")])

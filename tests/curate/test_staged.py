@@ -25,7 +25,9 @@ ray_missing = importlib.util.find_spec("ray") is None and not os.environ.get("RE
 def _slurm_up() -> bool:
     """A Slurm controller answers here (.ci/slurm-up starts a one-node cluster)."""
     try:
-        return bool(subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20).stdout.strip())
+        return bool(
+            subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -118,7 +120,11 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_bytes(corpus, reference, tmp_
            "--set", "engine.executor=local", "--set", "engine.tasks=2"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
-    while not (out / ".staged" / "logs" / "buckets-instruction").exists() and proc.poll() is None and time.time() < deadline:
+    while (
+        not (out / ".staged" / "logs" / "buckets-instruction").exists()
+        and proc.poll() is None
+        and time.time() < deadline
+    ):
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -191,7 +197,9 @@ def test_odd_shards_give_the_in_process_bytes_and_counts(dolly_rows, tmp_path, s
     b = curate(cfg(src.parent, tmp_path / "b", executor="local", tasks=tasks))
     assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
     assert a["counts"] == b["counts"] and a["instruction_mix"] == b["instruction_mix"]
-    assert a["counts"]["total"] == a["counts"].get("kept", 0) + sum(v for k, v in a["counts"].items() if k.startswith("dropped/"))
+    assert a["counts"]["total"] == a["counts"].get("kept", 0) + sum(
+        v for k, v in a["counts"].items() if k.startswith("dropped/")
+    )
 
 
 def test_bad_engine_settings_fail_clearly(corpus, tmp_path):
@@ -226,8 +234,23 @@ def test_ray_executor_on_a_local_two_cpu_cluster_gives_the_same_dataset(corpus, 
 def test_slurm_executor_submits_then_a_rerun_writes_the_in_process_bytes(corpus, reference, tmp_path):
     """On a real one-node Slurm cluster: the first run submits the stages as dependent jobs and says
     so (no dataset yet); the same command after the jobs finish writes the in-process bytes."""
-    cmd = [sys.executable, "-m", "revgen", "curate", str(corpus), "-o", str(tmp_path), "--set", "report=false",
-           "--executor", "slurm", "--tasks", "2", "--set", 'engine.slurm={"partition": "cpu", "time": "00:20:00"}']
+    cmd = [
+        sys.executable,
+        "-m",
+        "revgen",
+        "curate",
+        str(corpus),
+        "-o",
+        str(tmp_path),
+        "--set",
+        "report=false",
+        "--executor",
+        "slurm",
+        "--tasks",
+        "2",
+        "--set",
+        'engine.slurm={"partition": "cpu", "time": "00:20:00"}',
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr[-2000:]
     said = json.loads(first.stdout.strip().splitlines()[-1])
@@ -261,14 +284,23 @@ def test_candidates_of_one_segment_are_not_each_others_output_duplicates(dolly_r
         for k, instruction in enumerate([r["instruction"], f"Summarize what this says about {r['category']}."]):
             rows.append({"id": f"s{i}:{k}", "instruction": instruction, "input": "", "output": r["response"],
                          "meta": {"segment_id": f"s{i}", "candidate": k}})  # fmt: skip
-    rows.append({**rows[0], "id": "s99:0", "meta": {"segment_id": "s99", "candidate": 0},
-                 "instruction": "Tell me something else about this."})  # another segment, the same passage
+    rows.append(
+        {
+            **rows[0],
+            "id": "s99:0",
+            "meta": {"segment_id": "s99", "candidate": 0},
+            "instruction": "Tell me something else about this.",
+        }
+    )  # another segment, the same passage
     for k in range(2):
         (src / "shards" / f"{k:05d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[k::2]))
     a = curate(cfg(src, tmp_path / "a"))
     b = curate(cfg(src, tmp_path / "b", executor="local", tasks=2))
     assert outputs(tmp_path / "a") == outputs(tmp_path / "b") and a["counts"] == b["counts"]
-    rejected = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "a" / "rejected.jsonl").read_text().splitlines()}
+    rejected = {
+        json.loads(line)["id"]: json.loads(line)
+        for line in (tmp_path / "a" / "rejected.jsonl").read_text().splitlines()
+    }
     assert rejected["s99:0"]["reason"] == "dedup/near_output" and rejected["s99:0"]["duplicate_of"] == "s0:0"
     assert not any(r["reason"] == "dedup/near_output" for i, r in rejected.items() if i != "s99:0")
     assert a["counts"]["dropped/dedup/near_output"] == 1
@@ -281,7 +313,8 @@ def test_a_bad_line_in_a_jsonl_input_is_one_error_line_on_the_staged_path_too(tm
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert [line for line in done.stderr.splitlines() if line.startswith("Error:")] == [
-        f"Error: {bad} line 2: malformed JSON (Expecting property name enclosed in double quotes)"]
+        f"Error: {bad} line 2: malformed JSON (Expecting property name enclosed in double quotes)"
+    ]
     assert not (tmp_path / "out" / "dataset.jsonl").exists()
 
 
@@ -290,10 +323,14 @@ def boilerplate(tmp_path_factory):
     """Records sharing a long boilerplate (estimated Jaccard ~0.5: band collisions, few true duplicates),
     so band groups hold dozens of distinct kept records, plus planted near copies."""
     rng = random.Random(1)
-    head = ("write a short summary of the following report about the regional water supply its budget and the "
-            "works planned for the coming year").split()
-    tail = ("the report was prepared by the planning office and reviewed by the board before it went to the "
-            "council for a vote in the spring session").split()
+    head = (
+        "write a short summary of the following report about the regional water supply its budget and the "
+        "works planned for the coming year"
+    ).split()
+    tail = (
+        "the report was prepared by the planning office and reviewed by the board before it went to the "
+        "council for a vote in the spring session"
+    ).split()
 
     def words(n):
         return [f"w{rng.randrange(10**6)}" for _ in range(n)]

@@ -35,8 +35,17 @@ def test_eval_end_to_end_adapter_vs_base_is_deterministic(trained_adapter, tmp_p
     assert first["systems"] == second["systems"]  # greedy: same generations, same numbers
     assert set(first["systems"]) == {"adapter", "base"} and first["rows"] == 4
     for res in first["systems"].values():
-        assert set(res["overall"]) == {"rouge_l", "cosine", "exact_match", "length_ratio", "passes_filters", "cut_by_length"}
-        assert all(0 <= res["overall"][m]["mean"] <= 1 for m in ("rouge_l", "exact_match", "passes_filters", "cut_by_length"))
+        assert set(res["overall"]) == {
+            "rouge_l",
+            "cosine",
+            "exact_match",
+            "length_ratio",
+            "passes_filters",
+            "cut_by_length",
+        }
+        assert all(
+            0 <= res["overall"][m]["mean"] <= 1 for m in ("rouge_l", "exact_match", "passes_filters", "cut_by_length")
+        )
         assert sum(c["n"] for c in res["per_category"].values()) == 4
     examples = [json.loads(line) for line in (tmp_path / "a" / "examples.jsonl").read_text().splitlines()]
     assert len(examples) == 8 and {e["system"] for e in examples} == {"adapter", "base"}

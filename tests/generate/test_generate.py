@@ -7,8 +7,11 @@ from revgen.generate import Sampling, get_generator
 from revgen.generate.attention import register
 from revgen.prompts import encode_prompt, get_template
 
-TEXTS = ["Paris is the capital of France.", "The Nile is the longest river in Africa and flows north into the sea.",
-         "Bees make honey."]
+TEXTS = [
+    "Paris is the capital of France.",
+    "The Nile is the longest river in Africa and flows north into the sea.",
+    "Bees make honey.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +29,15 @@ def test_sdpa_gqa_matches_sdpa_on_left_padded_batches(base_model, tokenizer, pro
     for impl in ("sdpa", register()):
         model = AutoModelForCausalLM.from_pretrained(base_model, attn_implementation=impl).eval()
         with torch.inference_mode():
-            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, output_logits=True, return_dict_in_generate=True)
+            gen = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=12,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
         outs[impl] = gen
     a, b = outs["sdpa"], outs["sdpa_gqa"]
     assert torch.equal(a.sequences, b.sequences)
@@ -120,7 +130,8 @@ def test_decode_graphs_refuses_generate_kwargs_it_would_ignore(base_model):
         gen.generate([[1, 2, 3]], Sampling(temperature=0.0, max_new_tokens=2), [0])
     with pytest.raises(UserError, match=r"engine.decode must be one of"):
         get_generator("transformers", base_model, options={"decode": "fast"}).load().generate(
-            [[1, 2, 3]], Sampling(temperature=0.0, max_new_tokens=2), [0])
+            [[1, 2, 3]], Sampling(temperature=0.0, max_new_tokens=2), [0]
+        )
 
 
 def test_shared_prefix_decoding_gives_each_prompts_own_greedy_tokens_and_log_probs(base_model, tokenizer):

@@ -55,7 +55,9 @@ def test_synthesize_through_a_server_matches_in_process_and_survives_faults(serv
     local_recs = {r["id"]: r for r in shards.iter_records(tmp_path / "local")}
     assert local["counts"]["records"] >= 6
     both = recs.keys() & local_recs.keys()
-    assert len(both) >= 6 and all(recs[k]["meta"]["prompt_tokens"] == local_recs[k]["meta"]["prompt_tokens"] for k in both)
+    assert len(both) >= 6 and all(
+        recs[k]["meta"]["prompt_tokens"] == local_recs[k]["meta"]["prompt_tokens"] for k in both
+    )
     same = sum(recs[k]["instruction"] == local_recs[k]["instruction"] for k in both)
     assert same >= 0.5 * len(both), same
     proxy = FaultProxy(server)
@@ -98,7 +100,9 @@ def test_rubric_judge_through_the_server_matches_the_local_judge_and_survives_fa
     local = scorers.Rubric(model, tok).probabilities(recs)
     for a, b in zip(local, remote):  # the same prompt tokens; the server's copy is bf16
         assert sum(b) == pytest.approx(1.0)
-        assert sum((i + 1) * x for i, x in enumerate(b)) == pytest.approx(sum((i + 1) * x for i, x in enumerate(a)), abs=0.15)
+        assert sum((i + 1) * x for i, x in enumerate(b)) == pytest.approx(
+            sum((i + 1) * x for i, x in enumerate(a)), abs=0.15
+        )
     proxy = FaultProxy(server)
     try:
         src = write_jsonl(tmp_path / "recs.jsonl", recs)

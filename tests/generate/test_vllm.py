@@ -23,11 +23,34 @@ if importlib.util.find_spec("vllm") is None and not os.environ.get("REVGEN_REQUI
 
 
 def synth(adapter, corpus, out, backend, *extra):
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CACHE_ROOT": str(out.parent / "vllm-cache"),
-           "TORCHINDUCTOR_CACHE_DIR": str(out.parent / "inductor-cache"), "TMPDIR": str(out.parent)}
-    cmd = [sys.executable, "-m", "revgen", "synthesize", str(corpus), "--adapter", str(adapter), "-o", str(out),
-           "--backend", backend, "--greedy", "--max-new-tokens", "24", "--set", "dtype=float32", "--set", "min_words=8",
-           *extra]
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(out.parent / "vllm-cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(out.parent / "inductor-cache"),
+        "TMPDIR": str(out.parent),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "revgen",
+        "synthesize",
+        str(corpus),
+        "--adapter",
+        str(adapter),
+        "-o",
+        str(out),
+        "--backend",
+        backend,
+        "--greedy",
+        "--max-new-tokens",
+        "24",
+        "--set",
+        "dtype=float32",
+        "--set",
+        "min_words=8",
+        *extra,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads(res.stdout)["records"] >= 0  # stdout is data only: vLLM's logs go to stderr

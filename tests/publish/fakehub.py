@@ -95,7 +95,9 @@ class FakeHub:
             p = json.loads(body)
             repo = f"{p['organization']}/{p['name']}" if p.get("organization") else p["name"]
             if repo in self.repos:
-                return _send(h, 409, {"error": "You already created this dataset repo", "url": f"{self.url}/datasets/{repo}"})
+                return _send(
+                    h, 409, {"error": "You already created this dataset repo", "url": f"{self.url}/datasets/{repo}"}
+                )
             self.repos[repo] = {"private": p.get("visibility") == "private" or bool(p.get("private")), "files": {},
                                 "commits": []}  # fmt: skip
             return _send(h, 200, {"url": f"{self.url}/datasets/{repo}", "name": repo})

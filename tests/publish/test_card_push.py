@@ -66,7 +66,9 @@ def test_card_carries_the_real_counts_of_the_run(run_dirs):
     card_data = loaded.data.to_dict()
     assert card_data["license"] == "cc-by-sa-3.0" and card_data["language"] == ["en"]  # from the corpus card
     assert card_data["size_categories"] == ["n<1K"] and "reverse-instruction" in card_data["tags"]
-    assert card_data["source_datasets"] == ["databricks/databricks-dolly-15k"]  # the adapter trained on the Dolly sample
+    assert card_data["source_datasets"] == [
+        "databricks/databricks-dolly-15k"
+    ]  # the adapter trained on the Dolly sample
     text = loaded.text
     for key, value in stats["counts"].items():
         assert f"| {key} | {value} |" in text
@@ -78,7 +80,9 @@ def test_card_carries_the_real_counts_of_the_run(run_dirs):
     assert json.dumps(first["instruction"], ensure_ascii=False)[:60] in text
     assert "inherited from the corpus card" in text
     mix = stats["instruction_mix"]  # the kept instructions' kinds and first words, against the seed's
-    assert mix["n"] == stats["counts"]["kept"] and mix["seed_leading_words"] and 0 <= mix["tv_leading_word_vs_seed"] <= 1
+    assert (
+        mix["n"] == stats["counts"]["kept"] and mix["seed_leading_words"] and 0 <= mix["tv_leading_word_vs_seed"] <= 1
+    )
     assert f"Of the {mix['n']} kept instructions" in text and "The seed data's first words:" in text
 
 
@@ -186,7 +190,9 @@ def test_a_card_template_with_broken_yaml_fails_instead_of_writing_empty_metadat
     headless.write_text("# {{ pretty_name }}\n")  # no metadata header at all
     with pytest.raises(UserError, match="no YAML metadata header"):
         card.write(run_dirs[1], license="cc-by-sa-3.0", template=str(headless))
-    for n, body in enumerate(("---\n{{ card_data }}\n---\n# {{ pretty_name }\n", "---\n{{ card_data }}\n---\n{% for x in %}\n")):
+    for n, body in enumerate(
+        ("---\n{{ card_data }}\n---\n# {{ pretty_name }\n", "---\n{{ card_data }}\n---\n{% for x in %}\n")
+    ):
         broken = tmp_path / f"j{n}.md"
         broken.write_text(body)  # a Jinja syntax error: one line naming the file and line, no card written
         with pytest.raises(UserError, match=rf"card template .*j{n}.md line 4: not a valid Jinja template"):

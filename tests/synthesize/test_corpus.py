@@ -1,4 +1,3 @@
-
 import pytest
 
 from revgen.errors import UserError
@@ -30,7 +29,10 @@ def test_txt_files_as_documents_or_paragraphs_and_folders(tmp_path):
     whole = docs(tmp_path)
     assert [d.text for d in whole] == ["Only one.", "Para one line one.\nline two.\n\n\nPara two.\n"]
     paras = docs(tmp_path / "b.txt", txt_mode="paragraphs")
-    assert [(d.text, d.source.split()[-1]) for d in paras] == [("Para one line one.\nline two.", "1"), ("Para two.", "5")]
+    assert [(d.text, d.source.split()[-1]) for d in paras] == [
+        ("Para one line one.\nline two.", "1"),
+        ("Para two.", "5"),
+    ]
 
 
 def test_parquet_streams_rows(tmp_path):
@@ -78,7 +80,9 @@ def test_missing_sources_and_bad_options(tmp_path):
 
 
 def test_segmenter_splits_long_documents_within_budget(tokenizer):
-    paragraphs = [" ".join(f"Sentence {p}.{s} talks about topic {p} at some length." for s in range(6)) for p in range(8)]
+    paragraphs = [
+        " ".join(f"Sentence {p}.{s} talks about topic {p} at some length." for s in range(6)) for p in range(8)
+    ]
     doc = "\n\n".join(paragraphs)
     seg = Segmenter(tokenizer, max_tokens=120, min_words=5)
     parts = seg(doc)

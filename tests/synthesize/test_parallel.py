@@ -24,7 +24,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, dolly_rows):
-    return write_jsonl(tmp_path_factory.mktemp("pcorpus") / "c.jsonl", [{"text": r["response"]} for r in dolly_rows[200:400] if len(r["response"].split()) >= 40][:15])
+    return write_jsonl(
+        tmp_path_factory.mktemp("pcorpus") / "c.jsonl",
+        [{"text": r["response"]} for r in dolly_rows[200:400] if len(r["response"].split()) >= 40][:15],
+    )
 
 
 def run(adapter, corpus, out, **kw):
@@ -54,7 +57,9 @@ def kill_when_started(out: Path, marker: str, killed: list, total_shards: int):
     def go():
         deadline = time.time() + 300
         while time.time() < deadline:
-            written = any(p.stat().st_size for p in (out / "shards").glob("*.jsonl")) if (out / "shards").is_dir() else False
+            written = (
+                any(p.stat().st_size for p in (out / "shards").glob("*.jsonl")) if (out / "shards").is_dir() else False
+            )
             pids = _pids(marker)
             if written and pids:
                 done = len(list((out / "shards").glob("*.done")))
@@ -87,15 +92,22 @@ def test_data_parallel_writes_the_single_process_records(reference, trained_adap
     assert info["counts"] == ref_info["counts"] and [w["rank"] for w in info["workers"]] == [0, 1]
     assert all(w["tokens"] > 0 for w in info["workers"])  # both workers generated
     # curation (exact + MinHash dedup) over shards from two workers == over the single-process shards
-    a, b = (curate(CurateConfig(input=str(d), output_dir=str(tmp_path / f"cur-{i}"))) for i, d in enumerate([ref, tmp_path / "dp"]))
+    a, b = (
+        curate(CurateConfig(input=str(d), output_dir=str(tmp_path / f"cur-{i}")))
+        for i, d in enumerate([ref, tmp_path / "dp"])
+    )
     assert a["counts"] == b["counts"]
     assert (tmp_path / "cur-0" / "dataset.jsonl").read_bytes() == (tmp_path / "cur-1" / "dataset.jsonl").read_bytes()
 
 
-def test_data_parallel_worker_killed_mid_run_is_restarted_without_loss_or_duplicates(reference, trained_adapter, corpus, tmp_path):
+def test_data_parallel_worker_killed_mid_run_is_restarted_without_loss_or_duplicates(
+    reference, trained_adapter, corpus, tmp_path
+):
     ref, ref_info = reference
     out, killed = tmp_path / "dpkill", []
-    t = kill_when_started(out, f"revgen.synthesize.parallel {out}/.workers/config.json", killed, ref_info["counts"]["shards"])
+    t = kill_when_started(
+        out, f"revgen.synthesize.parallel {out}/.workers/config.json", killed, ref_info["counts"]["shards"]
+    )
     info = run(trained_adapter[0], corpus, out, data_parallel=2)
     t.join()
     assert killed and killed[0][1] < ref_info["counts"]["shards"]  # killed while shards were still pending
@@ -136,7 +148,9 @@ def test_ray_engine_writes_the_single_process_records(ray_cluster, reference, tr
 
 
 @pytest.mark.skipif(ray_missing, reason="ray is not installed (CI sets REVGEN_REQUIRE_RAY=1)")
-def test_ray_actor_killed_mid_run_is_retried_without_loss_or_duplicates(ray_cluster, reference, trained_adapter, corpus, tmp_path):
+def test_ray_actor_killed_mid_run_is_retried_without_loss_or_duplicates(
+    ray_cluster, reference, trained_adapter, corpus, tmp_path
+):
     ref, ref_info = reference
     out, killed = tmp_path / "raykill", []
     t = kill_when_started(out, "MapBatches(_Generate)", killed, ref_info["counts"]["shards"])

@@ -29,9 +29,19 @@ def corpus(tmp_path_factory, dolly_rows):
 
 
 def run(adapter, corpus, out, **kw):
-    args = dict(corpus=str(corpus), adapter=str(adapter), output_dir=str(out), backend="transformers",
-                temperature=0.0, max_new_tokens=32, batch_size=4, micro_batch_size=4, shard_size=5, min_words=8,
-                openers=0)  # one free candidate per segment unless a test asks for more
+    args = dict(
+        corpus=str(corpus),
+        adapter=str(adapter),
+        output_dir=str(out),
+        backend="transformers",
+        temperature=0.0,
+        max_new_tokens=32,
+        batch_size=4,
+        micro_batch_size=4,
+        shard_size=5,
+        min_words=8,
+        openers=0,
+    )  # one free candidate per segment unless a test asks for more
     return synthesize(SynthConfig(**{**args, **kw}))
 
 
@@ -51,14 +61,20 @@ def test_records_are_alpaca_with_provenance_and_counts_add_up(reference, trained
     left_out = [json.loads(line) for line in (out / "segments.dropped.jsonl").open()]
     select_drops = sum(v for k, v in c.items() if k.startswith("select/"))
     assert c["segments"] == c["selected"] + select_drops == c["selected"] + sum("segment_id" in d for d in left_out)
-    assert {d["reason"] for d in left_out if "segment_id" in d} <= {k.split("/", 1)[1] for k in c if k.startswith("select/")}
+    assert {d["reason"] for d in left_out if "segment_id" in d} <= {
+        k.split("/", 1)[1] for k in c if k.startswith("select/")
+    }
     assert c["documents"] == 16 and c["segments"] + c["skipped_short"] >= 16  # long documents split
     assert c["shards"] == math.ceil(c["selected"] / 5) == len(list((out / "shards").glob("*.done")))
     generated = records + dropped  # one prompt per segment: the run's prompt tokens are its records'
     assert info["prompt_tokens_this_run"] == sum(r["meta"]["prompt_tokens"] for r in generated)
     template = get_template(str(adapter))
     for r in records:
-        assert {k: type(r[k]) for k in ("instruction", "input", "output")} == {"instruction": str, "input": str, "output": str}
+        assert {k: type(r[k]) for k in ("instruction", "input", "output")} == {
+            "instruction": str,
+            "input": str,
+            "output": str,
+        }
         assert r["input"] == "" and r["instruction"] and r["instruction"] == r["instruction"].strip()
         m = r["meta"]
         assert r["id"] == f"{m['segment_id']}:{m['candidate']}" and m["finish_reason"] == "stop"
@@ -80,13 +96,40 @@ def test_candidates_get_distinct_seeds_per_segment(trained_adapter, corpus, tmp_
 
 
 def _cli(adapter, corpus, out):
-    return [sys.executable, "-m", "revgen", "synthesize", str(corpus), "--adapter", str(adapter), "-o", str(out),
-            "--backend", "transformers", "--greedy", "--max-new-tokens", "32", "--batch-size", "2",
-            "--set", "shard_size=5", "--set", "micro_batch_size=4", "--set", "min_words=8", "--openers", "0"]
+    return [
+        sys.executable,
+        "-m",
+        "revgen",
+        "synthesize",
+        str(corpus),
+        "--adapter",
+        str(adapter),
+        "-o",
+        str(out),
+        "--backend",
+        "transformers",
+        "--greedy",
+        "--max-new-tokens",
+        "32",
+        "--batch-size",
+        "2",
+        "--set",
+        "shard_size=5",
+        "--set",
+        "micro_batch_size=4",
+        "--set",
+        "min_words=8",
+        "--openers",
+        "0",
+    ]
 
 
 def _lines(out: Path) -> int:
-    return sum(len(p.read_text().splitlines()) for p in (out / "shards").glob("*.jsonl")) if (out / "shards").exists() else 0
+    return (
+        sum(len(p.read_text().splitlines()) for p in (out / "shards").glob("*.jsonl"))
+        if (out / "shards").exists()
+        else 0
+    )
 
 
 def test_sigkill_mid_run_then_rerun_gives_exactly_the_uninterrupted_ids(reference, trained_adapter, corpus, tmp_path):
@@ -107,7 +150,9 @@ def test_sigkill_mid_run_then_rerun_gives_exactly_the_uninterrupted_ids(referenc
     assert res.returncode == 0, res.stderr[-2000:]
 
     def ids(directory):
-        return [r["id"] for r in shards.iter_records(directory)] + [r["id"] for r in shards.iter_records(directory, dropped=True)]
+        return [r["id"] for r in shards.iter_records(directory)] + [
+            r["id"] for r in shards.iter_records(directory, dropped=True)
+        ]
 
     got, want = ids(out), ids(ref_out)
     assert len(got) == len(set(got)) and sorted(got) == sorted(want)
@@ -127,19 +172,52 @@ def test_resume_with_another_config_is_refused_unless_overwrite(trained_adapter,
     run(trained_adapter[0], corpus, tmp_path, max_docs=2, overwrite=True, select=SelectSettings(enabled=False))
     with pytest.raises(UserError, match="made differently.*max_new_tokens: 32 -> 16.*--overwrite"):
         run(trained_adapter[0], corpus, tmp_path, max_docs=2, max_new_tokens=16, select=SelectSettings(enabled=False))
-    info = run(trained_adapter[0], corpus, tmp_path, max_docs=2, max_new_tokens=16, overwrite=True, select=SelectSettings(enabled=False))
+    info = run(
+        trained_adapter[0],
+        corpus,
+        tmp_path,
+        max_docs=2,
+        max_new_tokens=16,
+        overwrite=True,
+        select=SelectSettings(enabled=False),
+    )
     assert info["config"]["max_new_tokens"] == 16
     assert all(r["meta"]["sampling"]["max_new_tokens"] == 16 for r in shards.iter_records(tmp_path))
-    again = run(trained_adapter[0], corpus, tmp_path, max_docs=2, max_new_tokens=16, batch_size=1, select=SelectSettings(enabled=False))
+    again = run(
+        trained_adapter[0],
+        corpus,
+        tmp_path,
+        max_docs=2,
+        max_new_tokens=16,
+        batch_size=1,
+        select=SelectSettings(enabled=False),
+    )
     assert again["counts"]["records"] == info["counts"]["records"]  # batch size may change on resume
 
 
 def test_bad_row_mid_corpus_stops_clearly_and_keeps_what_was_written(trained_adapter, dolly_rows, tmp_path):
-    rows = [{"text": r["response"]} for r in dolly_rows[200:260] if len(r["response"].split()) >= 40][:3]  # all selected
+    rows = [{"text": r["response"]} for r in dolly_rows[200:260] if len(r["response"].split()) >= 40][
+        :3
+    ]  # all selected
     corpus = write_jsonl(tmp_path / "c.jsonl", rows + ["{broken"])
-    args = ["synthesize", str(corpus), "--adapter", str(trained_adapter[0]), "-o", str(tmp_path / "o"),
-            "--backend", "transformers", "--greedy", "--max-new-tokens", "16", "--set", "shard_size=1"]
-    res = CliRunner().invoke(cli, args)  # the line pass reads the corpus first: the bad row stops it before any generation
+    args = [
+        "synthesize",
+        str(corpus),
+        "--adapter",
+        str(trained_adapter[0]),
+        "-o",
+        str(tmp_path / "o"),
+        "--backend",
+        "transformers",
+        "--greedy",
+        "--max-new-tokens",
+        "16",
+        "--set",
+        "shard_size=1",
+    ]
+    res = CliRunner().invoke(
+        cli, args
+    )  # the line pass reads the corpus first: the bad row stops it before any generation
     assert res.exit_code == 1 and "c.jsonl line 4: malformed JSON" in res.output
     assert not list((tmp_path / "o" / "shards").glob("*.jsonl"))
     res = CliRunner().invoke(cli, [*args, "--select", "clean"])  # no line pass: found mid-run
@@ -154,8 +232,19 @@ def test_bad_arguments_fail_clearly(trained_adapter, tmp_path):
         synthesize(SynthConfig(corpus=str(tmp_path), adapter=str(tmp_path), output_dir=str(tmp_path / "o")))
     with pytest.raises(UserError, match="no corpus"):
         synthesize(SynthConfig(adapter=str(trained_adapter[0])))
-    res = CliRunner().invoke(cli, ["synthesize", str(tmp_path / "missing.jsonl"), "--adapter", str(trained_adapter[0]),
-                                   "-o", str(tmp_path / "o2"), "--backend", "transformers"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "synthesize",
+            str(tmp_path / "missing.jsonl"),
+            "--adapter",
+            str(trained_adapter[0]),
+            "-o",
+            str(tmp_path / "o2"),
+            "--backend",
+            "transformers",
+        ],
+    )
     assert res.exit_code == 1 and "is not a file, a folder or a Hub dataset id" in res.output
 
 

@@ -60,7 +60,11 @@ def _warc(path, records):
     with path.open("wb") as fh:
         writer = WARCWriter(fh, gzip=True)
         for kind, uri, ctype, body in records:
-            http = StatusAndHeaders("200 OK", [("Content-Type", ctype)], protocol="HTTP/1.1") if kind == "response" else None
+            http = (
+                StatusAndHeaders("200 OK", [("Content-Type", ctype)], protocol="HTTP/1.1")
+                if kind == "response"
+                else None
+            )
             headers = {"WARC-Identified-Payload-Type": ctype} if kind == "conversion" else None
             rec = writer.create_warc_record(uri, kind, payload=io.BytesIO(body.encode()), http_headers=http,
                                             warc_headers_dict=headers)  # fmt: skip
@@ -150,7 +154,10 @@ def test_a_table_is_never_cut_and_a_mostly_table_segment_is_skipped_unless_kept(
     assert all("| row" not in s for s in out) and [r for r, _ in seg.dropped] == ["table"]
     assert seg.dropped[0][1].count("| row") == 20  # the whole table, in one piece
     kept = Segmenter(tokenizer, max_tokens=450, min_words=10, keep=["table"])(doc)
-    assert sum(s.count("| row") for s in kept) == 20 and sum(any("| row" in ln for ln in s.splitlines()) for s in kept) == 1
+    assert (
+        sum(s.count("| row") for s in kept) == 20
+        and sum(any("| row" in ln for ln in s.splitlines()) for s in kept) == 1
+    )
 
 
 def test_a_table_over_the_budget_is_skipped_whole_and_shell_sessions_are_code(tokenizer):
@@ -169,7 +176,9 @@ def test_long_documents_are_cut_at_headings(tokenizer):
 
 
 @pytest.mark.slow
-def test_selection_runs_before_generation_and_the_dry_run_counts_what_the_run_does(trained_adapter, dolly_rows, tmp_path):
+def test_selection_runs_before_generation_and_the_dry_run_counts_what_the_run_does(
+    trained_adapter, dolly_rows, tmp_path
+):
     import json
 
     from click.testing import CliRunner
@@ -205,7 +214,7 @@ def test_selection_runs_before_generation_and_the_dry_run_counts_what_the_run_do
     from revgen.publish.report import write
 
     page = write(tmp_path / "ds").read_text()  # the report shows the funnel from documents to records
-    funnel = page[page.index("From documents to records"):]
+    funnel = page[page.index("From documents to records") :]
     for step in ("documents", "segments", "selected", "records", "select/gopher/not_alphabetic", "skipped_table"):
         assert f">{step}<" in funnel, step
     # --select off generates for every segment the segmenter made, the table included
@@ -213,7 +222,7 @@ def test_selection_runs_before_generation_and_the_dry_run_counts_what_the_run_do
                                    "--backend", "transformers", "--select", "off", "--dry-run", "--probe", "1",
                                    "--max-new-tokens", "8", "--openers", "0"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    off = json.loads(res.output[res.output.index("{"):])
+    off = json.loads(res.output[res.output.index("{") :])
     assert off["segments"] == 8 and "selected" not in off and off["generations"] == 8
 
 

@@ -54,7 +54,9 @@ def test_tagged_sources_render_each_rows_tag_and_the_seed_tag_at_inference(tmp_p
     assert pairs[2]["prompt"] == plain  # an untagged source reads no tag, whatever the inference tag
     assert t.prompt("Name a river.") == pairs[0]["prompt"]  # at inference: the seed's
     chat = ForwardTemplate("chat", "", "", tag="From the web.").prompt("Hi", "", tokenizer)
-    assert "<|im_start|>system\nFrom the web.<|im_end|>" in chat and "SmolLM" not in chat  # the tag replaces the default
+    assert (
+        "<|im_start|>system\nFrom the web.<|im_end|>" in chat and "SmolLM" not in chat
+    )  # the tag replaces the default
     custom = ForwardTemplate("custom", "<{tag}> {instruction}\n{response}", "<{tag}> {instruction}\n{response}", "T")
     assert (custom.prompt("x"), custom.prompt("x", tag="")) == ("<T> x\n", "<> x\n")
     custom.save(tmp_path)
@@ -142,7 +144,9 @@ def test_trl_tokenizes_forward_pairs_as_eval_scores_them(tokenizer, dolly_rows, 
     rows = [r for r in dolly_rows if not r["context"]][:6]
     pairs = [t.pair(r["instruction"], "", r["response"]) for r in rows]
     args = SFTConfig(output_dir="/tmp/unused", use_cpu=True, bf16=False, report_to="none", max_length=4096)
-    trainer = SFTTrainer(model=base_model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(pairs))
+    trainer = SFTTrainer(
+        model=base_model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(pairs)
+    )
     for ex, p in zip(trainer.train_dataset, pairs):
         ids, n = teacher_forced_ids(tokenizer, p["prompt"], p["completion"])
         assert ex["input_ids"] == ids and ex["labels"] == [-100] * n + ids[n:]

@@ -24,8 +24,7 @@ def _loss_and_grad(model, batch):
     return out.loss.detach(), out.entropy.detach(), grad
 
 
-def test_cpu_head_scores_labelled_positions_only_with_the_same_loss_and_gradients(fused_model, tokenizer,
-                                                                                    monkeypatch):
+def test_cpu_head_scores_labelled_positions_only_with_the_same_loss_and_gradients(fused_model, tokenizer, monkeypatch):
     import trl.trainer.utils as trl_utils
 
     texts = ["The Eiffel Tower is in Paris and was finished in 1889.", "Water boils at 100 degrees."]

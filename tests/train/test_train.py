@@ -21,7 +21,7 @@ def completion_loss(model, tokenizer, pairs) -> float:
         for p in pairs:
             prompt = encode_prompt(tokenizer, p["prompt"])
             ids = tokenizer(p["prompt"] + p["completion"])["input_ids"] + [tokenizer.eos_token_id]
-            labels = [-100] * len(prompt) + ids[len(prompt):]
+            labels = [-100] * len(prompt) + ids[len(prompt) :]
             out = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
             losses.append(out.loss.item())
     return sum(losses) / len(losses)
@@ -29,8 +29,9 @@ def completion_loss(model, tokenizer, pairs) -> float:
 
 def trained_pairs(info, tokenizer):
     cfg = info["config"]
-    pairs, _ = build_pairs(load_pairs(cfg["data"]), get_template(cfg["template"]), tokenizer,
-                           max_length=cfg["max_length"])
+    pairs, _ = build_pairs(
+        load_pairs(cfg["data"]), get_template(cfg["template"]), tokenizer, max_length=cfg["max_length"]
+    )
     return split_holdout(pairs[: cfg["max_rows"]], cfg["eval_holdout"], cfg["seed"])
 
 
@@ -61,7 +62,7 @@ def test_adapter_reloads_and_generates_an_instruction_that_stops(trained_adapter
     prompt = get_template(str(out)).prompt("Paris is the capital and largest city of France.")
     ids = torch.tensor([encode_prompt(tokenizer, prompt)])
     gen = model.generate(ids, max_new_tokens=48, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    new = gen[0, ids.shape[1]:].tolist()
+    new = gen[0, ids.shape[1] :].tolist()
     assert tokenizer.decode(new, skip_special_tokens=True).strip()
     assert tokenizer.eos_token_id in new  # the model learned to stop
 
@@ -74,8 +75,14 @@ def test_run_json_records_the_run(trained_adapter):
     assert saved["tokens"] > 0 and saved["tokens_per_s"] > 0
     assert saved["data"]["train_rows"] == 12 and saved["data"]["heldout_rows"] == 4
     assert saved["data"]["sha256"] == "52d16f07fd361e10a626c65c1082b7841460fd732d5c976187519e972d5fe104"
-    assert saved["plan"] == {"device": "cpu", "load_in_4bit": False, "dtype": "float32", "attn_implementation": "sdpa",
-                             "quant_skip_layers": 0, "fp8": False}
+    assert saved["plan"] == {
+        "device": "cpu",
+        "load_in_4bit": False,
+        "dtype": "float32",
+        "attn_implementation": "sdpa",
+        "quant_skip_layers": 0,
+        "fp8": False,
+    }
     assert saved["lm_head_positions"] == "labelled"  # revgen.train.fused_head on CPU
     assert {"torch", "transformers", "trl", "peft"} <= set(saved["versions"])
     assert (out / "template.txt").read_text() == get_template("seed").text
@@ -85,9 +92,15 @@ def test_run_json_records_the_run(trained_adapter):
 
 
 def test_qlora_4bit_path_trains_on_cpu_with_bitsandbytes(tmp_path, base_model):
-    cfg = TrainConfig(model=base_model, output_dir=str(tmp_path), max_length=128, max_rows=4, load_in_4bit=True,
-                      lora=LoraSettings(r=4, target_modules=["q_proj", "v_proj"]),
-                      trainer={"max_steps": 1, "per_device_train_batch_size": 2})
+    cfg = TrainConfig(
+        model=base_model,
+        output_dir=str(tmp_path),
+        max_length=128,
+        max_rows=4,
+        load_in_4bit=True,
+        lora=LoraSettings(r=4, target_modules=["q_proj", "v_proj"]),
+        trainer={"max_steps": 1, "per_device_train_batch_size": 2},
+    )
     info = train(cfg)
     assert info["plan"]["load_in_4bit"] is True and info["steps"] == 1
     assert (tmp_path / "adapter_model.safetensors").is_file()
@@ -112,9 +125,14 @@ def test_merge_writes_a_bf16_model_that_matches_the_adapter(trained_adapter, bas
 def test_throughput_counts_each_steps_own_tokens_whatever_logging_steps(tmp_path, base_model):
     """run.json's tokens/s once credited a whole logging window to one step (10x too high with
     logging_steps=10); each step's rate now comes from that step's own tokens."""
-    cfg = TrainConfig(model=base_model, output_dir=str(tmp_path), max_length=96, max_rows=16,
-                      lora=LoraSettings(r=4, target_modules=["q_proj"]),
-                      trainer={"max_steps": 6, "per_device_train_batch_size": 2, "logging_steps": 3})
+    cfg = TrainConfig(
+        model=base_model,
+        output_dir=str(tmp_path),
+        max_length=96,
+        max_rows=16,
+        lora=LoraSettings(r=4, target_modules=["q_proj"]),
+        trainer={"max_steps": 6, "per_device_train_batch_size": 2, "logging_steps": 3},
+    )
     info = train(cfg)
     th = info["throughput"]
     assert th["steps_timed"] == 4  # 6 steps, 2 of warm-up

@@ -74,8 +74,13 @@ class TemplateLeak(_Patterns):
     "Q:"), chat markers."""
 
     name = "template_leak"
-    patterns = (rf"###\s*(?:{_headings()})\b", r"(?:^|\n)\s*#{2,6}\s*\w", rf"(?:^|\n)\s*{ROLES}\s*:",
-                r"<\|im_(?:start|end)\|>", r"</?s>")
+    patterns = (
+        rf"###\s*(?:{_headings()})\b",
+        r"(?:^|\n)\s*#{2,6}\s*\w",
+        rf"(?:^|\n)\s*{ROLES}\s*:",
+        r"<\|im_(?:start|end)\|>",
+        r"</?s>",
+    )
 
     def __call__(self, r):
         return not self.hit(r["instruction"])
@@ -145,7 +150,7 @@ def _dangles(pattern: re.Pattern, text: str) -> bool:
 
 
 def _introduced(m: re.Match, text: str) -> bool:
-    """"Write a short story about X. The story should ...": the noun names what the instruction
+    """ "Write a short story about X. The story should ...": the noun names what the instruction
     itself asked for earlier ("a short story"), not a text the reader lacks."""
     return bool(re.search(rf"\ban?\s+(?:[\w-]+\s+){{0,3}}{re.escape(m.group(1))}\b", text[: m.start()], re.I))
 
@@ -167,11 +172,15 @@ class MediaWords(_Patterns):
     # "generate an image of", "watch the video"), or one to look at that the reader lacks ("the
     # attached picture", "in the image", "the diagram below"). "the encoding map from a decoding
     # map", "a graph and a tree" and "video compression" are about things a text can discuss.
-    VISUAL = r"(?:image|images|picture|pictures|photo|photos|photograph|video|videos|audio|flowchart|flowcharts|" \
-             r"diagram|diagrams|chart|charts|drawing)"
+    VISUAL = (
+        r"(?:image|images|picture|pictures|photo|photos|photograph|video|videos|audio|flowchart|flowcharts|"
+        r"diagram|diagrams|chart|charts|drawing)"
+    )
     MEDIA = rf"(?:{VISUAL}|map|maps|graph|graphs)"  # a map or graph may also be a data structure
-    MAKE = r"(?:generate|create|make|produce|design|render|show|display|upload|attach|record|film|take|edit|watch|" \
-           r"listen to|view|look at|see|observe)"
+    MAKE = (
+        r"(?:generate|create|make|produce|design|render|show|display|upload|attach|record|film|take|edit|watch|"
+        r"listen to|view|look at|see|observe)"
+    )
     patterns = (rf"\b{MAKE}\W+(?:(?:an?|the|this|that|some|your|my)\W+)?(?:\w+\W+){{0,2}}?{VISUAL}\b",
                 r"^\s*(?:please\s+)?(?:draw|sketch|paint|plot)\b",
                 rf"\b(?:draw|sketch|paint)\W+(?:\w+\W+){{0,3}}?{MEDIA}\b",
@@ -203,15 +212,45 @@ class CopiesOutput(Filter):
         if self.max_overlap is None:
             return True
         iw, ow = words(r["instruction"]), words(r["output"])
-        if len(iw) < self.n or r["instruction"].rstrip().endswith("?") or (iw and iw[0] in QUESTION_WORDS | IMPERATIVES):
+        if (
+            len(iw) < self.n
+            or r["instruction"].rstrip().endswith("?")
+            or (iw and iw[0] in QUESTION_WORDS | IMPERATIVES)
+        ):
             return True
         grams = {tuple(iw[i : i + self.n]) for i in range(len(iw) - self.n + 1)}
         out = {tuple(ow[i : i + self.n]) for i in range(len(ow) - self.n + 1)}
         return len(grams & out) / len(grams) <= self.max_overlap
 
 
-QUESTION_WORDS = {"what", "who", "whom", "whose", "where", "when", "why", "how", "which", "is", "are", "was", "were",
-                  "do", "does", "did", "can", "could", "should", "would", "will", "may", "might", "has", "have", "am"}
+QUESTION_WORDS = {
+    "what",
+    "who",
+    "whom",
+    "whose",
+    "where",
+    "when",
+    "why",
+    "how",
+    "which",
+    "is",
+    "are",
+    "was",
+    "were",
+    "do",
+    "does",
+    "did",
+    "can",
+    "could",
+    "should",
+    "would",
+    "will",
+    "may",
+    "might",
+    "has",
+    "have",
+    "am",
+}
 IMPERATIVES = {
     "write", "list", "give", "describe", "explain", "tell", "name", "provide", "summarize", "summarise", "classify",
     "identify", "extract", "create", "generate", "compose", "suggest", "compare", "define", "discuss", "outline",
@@ -228,8 +267,11 @@ IMPERATIVES = {
 
 
 # A leading condition before the request: "Given X, ...", "Using X, ...", "If X, ...", "For each X, ...".
-LEAD_CLAUSE = re.compile(r"^\s*(?:given|using|with|for(?: each| every)?|from|if|when|assuming|based on|in|after|"
-                         r"before|starting from)\b[^,.;:?!]{1,160},\s*", re.I)
+LEAD_CLAUSE = re.compile(
+    r"^\s*(?:given|using|with|for(?: each| every)?|from|if|when|assuming|based on|in|after|"
+    r"before|starting from)\b[^,.;:?!]{1,160},\s*",
+    re.I,
+)
 
 
 class NotInstruction(Filter):
