@@ -1,6 +1,6 @@
 """revgen from Python: ``revgen.train``, ``revgen.synthesize``, ``revgen.curate`` and ``revgen.run``.
 
-Keyword arguments are the recipe keys of the command (``revgen/recipes``, the README's option tables);
+Keyword arguments are the recipe keys of the command (``recipes/*.yaml``; ``help()`` of each function lists them);
 nested settings are dicts (``gopher={"min_words": 3}``). Precedence is the CLI's: defaults < a
 ``recipe=`` file < the keyword arguments. An unknown keyword is a ``TypeError`` naming it; a bad value is
 a :class:`revgen.UserError` naming the key and what is allowed, exactly as on the command line. The
@@ -25,6 +25,7 @@ from pathlib import Path
 from revgen import config as cfgmod
 from revgen import shards
 from revgen.errors import UserError
+from revgen.io import atomic_write_text
 
 __all__ = ["train", "synthesize", "curate", "run", "push"]
 
@@ -53,15 +54,13 @@ def _rows_path(data, what: str):
         raise UserError(f"{what}: expected a path, a datasets.Dataset, a DataFrame or a list of dicts ({e})") from None
     if not lines:
         raise UserError(f"{what}: no rows given")
-    body = ("\n".join(lines) + "\n").encode()
+    body = "\n".join(lines) + "\n"
     from revgen.models import cache_dir
 
-    path = cache_dir() / "rows" / f"{hashlib.sha256(body).hexdigest()[:20]}.jsonl"
+    path = cache_dir() / "rows" / f"{hashlib.sha256(body.encode()).hexdigest()[:20]}.jsonl"
     if not path.exists():  # same rows, same file, same mtime: a rerun resumes
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(body)
-        os.replace(tmp, path)
+        atomic_write_text(path, body)
     return str(path)
 
 
@@ -80,8 +79,7 @@ def train_config(recipe=None, overrides: dict | None = None):
     """The TrainConfig that ``revgen train`` and :func:`train` build (the recipe's forward section for forward)."""
     from revgen.train.trainer import TrainConfig
 
-    overrides = dict(overrides or {})
-    section = "forward" if overrides.get("task") == "forward" else "train"
+    section = "forward" if (overrides or {}).get("task") == "forward" else "train"
     return cfgmod.load(TrainConfig, section, recipe, overrides)
 
 
