@@ -17,6 +17,8 @@ instructions it never saw. Variants, all through `revgen synthesize` + `revgen c
     openers-both          one free + ``--openers`` openers, half requests, half questions (``--opener-kinds both``)
     openers-both-mix      the same candidates, kept toward the seed's first words
     openers-both-mix-floor  the same, the lowest-pmi 20% of the winners dropped (``select.top_fraction: 0.8``)
+    default               synthesize and curate with no method options: what a user gets (openers by
+                          synthesize's default, curate's preset auto)
 
 ``--split T`` runs on the bundled sample's rows that are in none of this bench's S, U and H (its
 context-free leftovers and every row with a context, their responses as passages): the split to
@@ -53,9 +55,9 @@ def run_variant(
     adapter: Path,
     name: str,
     candidates: int,
-    n_openers: int,
+    n_openers: int | None,
     choose: bool,
-    kinds: str = "any",
+    kinds: str | None = "any",
     synth_name: str | None = None,
     target_mix: str | None = None,
     keep: float | None = None,
@@ -63,6 +65,7 @@ def run_variant(
     from revgen.curate.curation import CurateConfig, GopherSettings, ScoreSettings, curate
     from revgen.synthesize.run import SynthConfig, synthesize
 
+    kinds = kinds or SynthConfig.opener_kinds  # None: synthesize's default
     corpus = write_jsonl(out / "U.corpus.jsonl", ({"id": f"u{i}", "text": r["response"]} for i, r in enumerate(U)))
     synth, cur = out / f"synth-{synth_name or name}", out / f"curated-{name}"  # same synth name: resumed, not redone
     synthesize(SynthConfig(corpus=corpus, id_field="id", adapter=str(adapter), output_dir=str(synth), backend=args.backend,
@@ -104,7 +107,7 @@ def main():
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--variants", nargs="+", default=["free", "free-best", "openers", "openers-requests", "openers-mix"],
                     choices=["free", "free-best", "openers", "openers-requests", "openers-mix", "openers-requests-mix",
-                             "openers-both", "openers-both-mix", "openers-both-mix-floor"])  # fmt: skip
+                             "openers-both", "openers-both-mix", "openers-both-mix-floor", "default"])  # fmt: skip
     ap.add_argument(
         "--split",
         choices=["U", "T", "UH"],
@@ -138,7 +141,9 @@ def main():
         synth = {"any": "openers", "requests": "openers-requests", "both": "openers-both"}[kinds]
         if args.openers != 3 and name.startswith("openers"):  # another count: its own synthesis and curation
             synth, name = f"{synth}-o{args.openers}", f"{name}-o{args.openers}"
-        if name == "free":
+        if name == "default":  # no openers count, kinds or score given: the defaults decide (preset auto)
+            cur = run_variant(args, U, out, adapter, name, 1, None, False, None)
+        elif name == "free":
             cur = run_variant(args, U, out, adapter, name, 1, 0, False)
         elif name == "free-best":
             cur = run_variant(args, U, out, adapter, name, args.candidates + args.openers, 0, True)

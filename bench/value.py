@@ -46,11 +46,14 @@ EXTRA = (
     "S+mix-cur",
     "S+floor-cur",
     "S+floor-real",
+    "S+default",
 )
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
 # S+floor-cur: S+mix-cur's winners, the lowest-pmi (1 - --floor-keep) of them dropped (select.top_fraction);
 # S+floor-real: the real instructions of the same kept U rows (selection vs instruction quality)
+# S+default: what synthesize and curate do with no method options (openers and curate's preset auto:
+# today 1 free + 3 openers of both kinds, the best fit per passage toward the seed's mix, a fit floor)
 # any variant + "-tag" (e.g. S+mix-cur-tag, S+real-tag): the same data with Humpback's system-prompt tags,
 # S's rows tagged seed and the rest augmented; scored on H with the seed tag. With S-tag and S+real-tag
 # run too, a tagged variant's value recovered and instruction use are against those (the prompts differ)
@@ -102,11 +105,12 @@ def synth_set(
     score=None,
     cur_name=None,
     candidates: int = 1,
-    openers: int = 0,
+    openers: int | None = 0,
     opener_kinds: str = "any",
 ):
     """Synthesize U's responses with ``adapter`` (``candidates`` free + ``openers`` opener-forced per
-    response), curate (``score``: self-curation on top of the filters); returns (the first candidate
+    response; None: synthesize's default), curate (``score``: self-curation on top of the filters; none:
+    curate's default preset, which picks the openers' curation for a run of several candidates); returns (the first candidate
     of every response, the curated rows as curation wrote them, curate counts)."""
     from revgen import shards
     from revgen.curate.curation import CurateConfig, GopherSettings, ScoreSettings, curate
@@ -306,6 +310,10 @@ def main():
         floor = {**pmi, "target_mix": "seed", "select": {"score": "pmi", "top_fraction": args.floor_keep}}
         sets["floor"] = synth_set(args, U, out, synth_openers, back, score=floor, candidates=1, openers=args.openers,
                                   cur_name=f"floor{tag}-{args.floor_keep}", opener_kinds=kinds)  # fmt: skip
+    if "S+default" in wanted:  # no method options: synthesize's default openers, curate's preset auto
+        from revgen.synthesize.run import SynthConfig
+
+        sets["default"] = synth_set(args, U, out, "default", back, openers=None, opener_kinds=SynthConfig.opener_kinds)
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
     if "S+syn-rw" in wanted:
@@ -326,6 +334,7 @@ def main():
         ("openers", "S+openers-cur"),
         ("mix", "S+mix-cur"),
         ("floor", "S+floor-cur"),
+        ("default", "S+default"),
     ):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]

@@ -155,6 +155,26 @@ def test_target_mix_switches_only_to_candidates_that_fit_cheapest_first():
     assert choose([[0, 1]], [None, None], ["a", "b"], target, 1.0)[0] == [None]
 
 
+def test_target_mix_also_moves_the_share_of_questions_toward_the_target():
+    from revgen.curate.target_mix import choose
+
+    # every segment's best asks "What"; its runner-up is a request whose first word the target lacks, so
+    # by words alone a switch gains nothing ("what" one nearer, "describe" one further)
+    target = {"what": 0.5, "list": 0.25, "give": 0.25}
+    groups = [[0, 1], [2, 3], [4, 5], [6, 7]]
+    values = [1.0, 0.9, 1.0, 0.8, 1.0, 0.7, 1.0, 0.6]
+    texts = ["What is it?", "Describe it."] * 4
+    chosen, moved = choose(groups, values, texts, target, margin=0.5)
+    assert chosen == [1, 3, 4, 6]  # the two cheapest switches bring the questions to the target's half
+    assert (moved["question_share_before"], moved["question_share_after"], moved["question_share_target"]) == (
+        1,
+        0.5,
+        0.5,
+    )
+    # a question for a question fixes no kind: only the word counts ("who" is not in the target either)
+    assert choose(groups, values, ["What is it?", "Who is it?"] * 4, target, margin=0.5)[0] == [0, 2, 4, 6]
+
+
 def test_a_target_mix_of_the_users_own_first_words():
     from revgen.curate.target_mix import target_from_spec
 
