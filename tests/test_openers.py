@@ -86,7 +86,9 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
     assert moved["tv_leading_word_to_target_after"] <= moved["tv_leading_word_to_target_before"]
     kept_mix = [json.loads(line) for line in (tmp_path / "mix" / "scores.jsonl").read_text().splitlines()]
     assert len({k["id"].rsplit(":", 1)[0] for k in kept_mix}) == len(kept_mix) == len(kept)
-    assert toward["instruction_mix"]["tv_leading_word_vs_seed"] <= mix["tv_leading_word_vs_seed"] + 1e-9
+    # not further from the seed's words (a switch may also fix the kind at an equal word distance; shares are
+    # rounded to 4 places each, so equal distances can differ in the last place)
+    assert toward["instruction_mix"]["tv_leading_word_vs_seed"] <= mix["tv_leading_word_vs_seed"] + 1e-3
     with pytest.raises(UserError, match="needs score.best_of_candidates"):
         curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "bad"), report=False,
                             score=ScoreSettings(scorers=["pmi"], select={"score": "pmi"}, target_mix="seed")))  # fmt: skip
