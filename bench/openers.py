@@ -64,6 +64,7 @@ def run_variant(
 ):
     from revgen.curate.curation import CurateConfig, GopherSettings, ScoreSettings, curate
     from revgen.synthesize.run import SynthConfig, synthesize
+    from revgen.synthesize.select import SelectSettings
 
     kinds = kinds or SynthConfig.opener_kinds  # None: synthesize's default
     corpus = write_jsonl(out / "U.corpus.jsonl", ({"id": f"u{i}", "text": r["response"]} for i, r in enumerate(U)))
@@ -71,7 +72,8 @@ def run_variant(
     synthesize(SynthConfig(corpus=corpus, id_field="id", adapter=str(adapter), output_dir=str(synth), backend=args.backend,
                            max_input_tokens=1024, min_words=1, temperature=0.7, max_new_tokens=64, seed=0,
                            shard_size=64, batch_size=64, num_candidates=candidates, openers=n_openers,
-                           opener_kinds=kinds))  # fmt: skip
+                           opener_kinds=kinds, select=SelectSettings(gopher=GopherSettings(enabled=False))))  # fmt: skip
+    # Gopher off before generation as after it: these are human Dolly answers, short ones included
     select = {"score": "pmi", **({"top_fraction": keep} if keep else {})}  # keep: a fit floor over the winners
     score = ScoreSettings(scorers=["pmi"], backward=str(adapter), best_of_candidates=True, select=select,
                           target_mix=target_mix) if choose else ScoreSettings()  # fmt: skip

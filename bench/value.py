@@ -115,15 +115,19 @@ def synth_set(
     from revgen import shards
     from revgen.curate.curation import CurateConfig, GopherSettings, ScoreSettings, curate
     from revgen.synthesize.run import SynthConfig, synthesize
+    from revgen.synthesize.select import SelectSettings
 
     corpus = write_jsonl(out / "U.corpus.jsonl", ({"id": f"u{i}", "text": r["response"]} for i, r in enumerate(U)))
     synth = out / f"synth-{name}"
     synthesize(SynthConfig(corpus=corpus, id_field="id", adapter=str(adapter), output_dir=str(synth), backend=args.backend,
                            max_input_tokens=1024, min_words=1, temperature=args.temperature, max_new_tokens=64,
                            seed=0, shard_size=64, batch_size=64, task_mix=task_mix, num_candidates=candidates,
-                           openers=openers, opener_kinds=opener_kinds))  # fmt: skip
+                           openers=openers, opener_kinds=opener_kinds,
+                           select=SelectSettings(gopher=GopherSettings(enabled=False))))  # fmt: skip
     # Gopher's output checks are for web text; the outputs here are human Dolly answers, so only
-    # the instruction side and dedup are judged (as the curated variant of the issue asks).
+    # the instruction side and dedup are judged (as the curated variant of the issue asks), before
+    # generation as after it (selection runs curation's output checks on passages; with Gopher on
+    # there it dropped ~40% of U, short answers curation would have kept: runs of 2026-12-05).
     cur_dir = out / f"curated-{cur_name or name}"
     curate(CurateConfig(input=str(synth), output_dir=str(cur_dir), gopher=GopherSettings(enabled=False),
                         score=ScoreSettings(**score) if score else ScoreSettings(), report=False))  # fmt: skip

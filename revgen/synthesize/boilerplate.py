@@ -8,7 +8,10 @@ and counts per reason:
 - ``rule``: lines of box-drawing or ASCII rules;
 - ``footer``: copyright and "Created using"/"Powered by" lines;
 - ``toc``: a run of three or more numbered section titles ("4.1.2. Core development mailing lists"),
-  with the "Table of Contents" line that heads it;
+  with the "Table of Contents" line that heads it. A run is a TOC when something says so: that
+  heading, numbers of two levels ("4.1."), chapter or appendix titles, link markers, or a title the
+  document repeats after the run (a TOC indexes its page). A flat "1. 2. 3." run with none of these
+  is a numbered list, content ("1. David Ortiz\n2. Ted Williams\n3. Babe Ruth" is a whole answer);
 - ``link_refs``: a text browser's reference list ("  12. https://...") and its "References" line
   (the ``[12]`` markers in the text are removed too);
 - ``repeated``: lines that appear on at least half of one site's pages (three or more): headers,
@@ -36,8 +39,9 @@ FOOTER = re.compile(
 SECTION = re.compile(
     r"^\s*(?:(?:[•□☆○●■◦▪*+#-]|o(?=\s))\s*)*(?:\d+(?:\.\d+)*\.|\d+(?:\.\d+)+|[A-Z](?:\.\d+)*\.|(?i:chapter) \d+\.?|(?i:appendix) [A-Z]\.?)\s+\S"
 )
+NESTED = re.compile(r"^\s*(?:(?:[•□☆○●■◦▪*+#-]|o(?=\s))\s*)*(?:\d+\.\d+|[A-Z](?:\.\d+)*\.|(?i:chapter|appendix)\s)")
 TOC_HEAD = re.compile(r"^\s*(?:table of contents|contents|list of (?:tables|figures|examples))\s*$", re.I)
-LINK_REF = re.compile(r"^\s*\d+\.\s+(?:https?|file|ftp)://\S+\s*$")
+LINK_REF = re.compile(r"^\s*\d+\.\s+(?:(?:https?|file|ftp)://|mailto:)\S+\s*$")
 LINK_MARK = re.compile(r"\[\d+\]")
 PILCROW = re.compile(r"[ \t]*¶")  # documentation generators' heading anchors
 REASONS = ("navigation", "rule", "footer", "toc", "link_refs", "repeated")
@@ -57,6 +61,16 @@ def _navigation(line: str) -> bool:
 def _is_toc_line(line: str) -> bool:
     line = LINK_MARK.sub("", line) if "[" in line else line
     return bool(SECTION.match(line)) and len(line.split()) <= 14 and not line.rstrip().endswith((".", ",", ";", ":"))
+
+
+def _indexes(lines: list[str], i: int, last: int, reasons: list) -> bool:
+    """Whether the numbered run ``lines[i..last]`` reads as a TOC rather than a list: nested numbers,
+    chapter/appendix/letter titles, link markers, or a title that comes again after the run."""
+    titles = [lines[k] for k in range(i, last + 1) if lines[k].strip() and not reasons[k]]
+    if any(NESTED.match(t) or LINK_MARK.search(t) for t in titles):
+        return True
+    later = {ln.strip() for ln in lines[last + 1 :]}
+    return any(LINK_MARK.sub("", t).strip() in later for t in titles)
 
 
 def _continues(lines: list[str], j: int) -> bool:
@@ -146,14 +160,15 @@ class Boilerplate:
             if titles > 1 and nxt and not _is_toc_line(nxt) and len(nxt.split()) > 14:
                 titles -= 1  # the run's last title heads the prose under it: the page's own heading
                 last = max(k for k in range(i, last) if lines[k].strip() and not reasons[k])
-            if titles >= 3:
+            head = i - 1
+            while head >= 0 and not lines[head].strip():
+                head -= 1
+            headed = head >= 0 and bool(TOC_HEAD.match(lines[head]))
+            if titles >= 3 and (headed or _indexes(lines, i, last, reasons)):
                 for k in range(i, last + 1):
                     if lines[k].strip() and not reasons[k]:
                         reasons[k] = "toc"
-                head = i - 1
-                while head >= 0 and not lines[head].strip():
-                    head -= 1
-                if head >= 0 and TOC_HEAD.match(lines[head]) and not reasons[head]:
+                if headed and not reasons[head]:
                     reasons[head] = "toc"
             i = last + 1
 

@@ -138,6 +138,23 @@ def test_a_naive_dump_loses_its_chrome_by_reason_and_keeps_its_text(tmp_path):
     assert text == f"0. Section 0\n\n{PROSE[0]}"  # the header above the navigation goes with it
 
 
+def test_a_numbered_list_is_content_and_a_flat_toc_is_known_by_the_titles_it_indexes():
+    answer = "1. David Ortiz\n2. Ted Williams\n3. Babe Ruth\n4. Cy Young"  # a whole Dolly answer
+    intro = "The three steps, in order:\n1. Unpack the archive\n2. Run the script\n3. Remove the files"
+    for text in (answer, intro):
+        chrome = Boilerplate()
+        assert chrome.clean(text) == text and not chrome.removed
+    # the same flat numbering is a TOC when the page repeats its titles as headings below it
+    page = "1. Intro\n2. Setup\n3. Usage\n\n1. Intro\n\n" + PROSE[0] + "\n\n2. Setup\n\n" + PROSE[1]
+    chrome = Boilerplate()
+    assert chrome.clean(page).startswith("1. Intro\n\n" + PROSE[0]) and chrome.removed == {"toc": 3}
+    refs = Boilerplate()  # a text browser's mailto references are link references too
+    assert (
+        refs.clean(PROSE[0] + "\n\nReferences\n\n   1. mailto:git@vger.kernel.org\n   2. https://git-scm.com/")
+        == PROSE[0]
+    )
+
+
 def test_clean_text_passes_through_byte_for_byte():
     text = "Ask not what your country can do for you.\n\n  1. Indented list item one\nThe end.\n"
     assert Boilerplate().clean(text, "s") == text
