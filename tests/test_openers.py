@@ -139,6 +139,30 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
                                                 target_mix="List")))  # fmt: skip
     assert not (tmp_path / "bad2" / "dataset.jsonl").exists()  # refused before any model loads or file is written
 
+    # chosen by one score, ranked by another (Humpback's loop: pmi picks the candidate, ifd ranks passages);
+    # the ranking score is computed for each segment's pick only
+    two = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "two"), report=False,
+                              score=ScoreSettings(scorers=["pmi", "ifd"], best_of_candidates=True, choose_by="pmi",
+                                                  select={"score": "ifd", "top_fraction": 0.5})))  # fmt: skip
+    kept_two = [json.loads(line) for line in (tmp_path / "two" / "scores.jsonl").read_text().splitlines()]
+    rejected = [json.loads(line) for line in (tmp_path / "two" / "rejected.jsonl").read_text().splitlines()]
+    considered = {k["id"]: k["scores"] for k in kept_two} | {
+        r["id"]: r["scores"] for r in rejected if r["reason"].startswith("select/")
+    }  # past the filters, with the scores curation gave them
+    best: dict = {}
+    for r in (r for r in shards.iter_records(out) if r["id"] in considered):  # each segment's pmi winner
+        seg = r["meta"]["segment_id"]
+        if seg not in best or r["meta"]["scores"]["pmi"] > best[seg]["meta"]["scores"]["pmi"]:
+            best[seg] = r
+    picks = {r["id"] for r in best.values()}
+    assert {i for i, sc in considered.items() if "ifd" in sc} == picks  # ifd only where it ranks
+    ranked = sorted(picks, key=lambda i: considered[i]["ifd"])[: math.ceil(0.5 * len(picks))]  # lower is better
+    assert sorted(k["id"] for k in kept_two) == sorted(ranked) and two["scores"]["selection"]["score"] == "ifd"
+    with pytest.raises(UserError, match=r"score.choose_by 'pmi' .* needs score.best_of_candidates"):
+        curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "bad3"), report=False,
+                            score=ScoreSettings(scorers=["pmi"], choose_by="pmi", select={"score": "pmi"})))  # fmt: skip
+    assert not (tmp_path / "bad3" / "dataset.jsonl").exists()
+
 
 def test_target_mix_switches_only_to_candidates_that_fit_cheapest_first():
     from revgen.curate.target_mix import choose, target_from_openers

@@ -80,6 +80,7 @@ class ScoreSettings:
     batch_size: int = 8
     select: dict | None = None  # {score, threshold | top_k | top_fraction}; none: score only
     best_of_candidates: bool = False  # per segment, keep only the best-scoring of its --num-candidates
+    choose_by: str | None = None  # best_of_candidates: which score picks a segment's candidate (default: select.score)
     target_mix: str | dict | None = (
         None  # best_of_candidates: toward "seed"'s first words or "List=3,What=5" (target_mix.py)
     )
@@ -317,6 +318,10 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     select = cfgmod.build(scorers.Selection, sc.select, "curate score.select") if sc.select else None
     if sc.best_of_candidates and not select:
         raise UserError("score.best_of_candidates needs score.select.score (which score picks the best)")
+    choose_by = sc.choose_by or (select.score if select else None)
+    if sc.choose_by is not None and (not sc.best_of_candidates or sc.choose_by not in sc.scorers):
+        raise UserError(f"score.choose_by {sc.choose_by!r} picks among a segment's candidates: it needs "
+                        f"score.best_of_candidates: true and to be one of score.scorers {sc.scorers}")  # fmt: skip
     target = _target_mix(cfg) if sc.target_mix is not None else None
     if select and select.score.removesuffix("_argmax") not in sc.scorers:
         raise UserError(f"score.select.score {select.score!r} is not among score.scorers {sc.scorers}")
@@ -333,11 +338,17 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     chain = scorers.build([n for n in sc.scorers if n not in scored], judge=sc.judge, forward=sc.forward,
                           backward=backward or "", dtype=sc.dtype,
                           batch_size=sc.batch_size, rubric_backend=sc.rubric_backend, server=server)  # fmt: skip
-    parse_rate = None
+    # chosen by one score, ranked by another: the ranking scores only each segment's winner
+    two_phase = bool(sc.best_of_candidates and choose_by != select.score)
+    if two_phase:
+        chain.sort(key=lambda s: s.name != choose_by)
+    parse_rate, targets = None, records
     try:
         for s in chain:
-            values = s.score(records)
-            for record, v in zip(records, values):
+            if two_phase and s.name != choose_by and targets is records:
+                targets = [records[i] for i in _winners(records, choose_by, target, sc)[0]]
+            values = s.score(targets)
+            for record, v in zip(targets, values):
                 record.setdefault("meta", {}).setdefault("scores", {}).update(v)
             if s.name == "rubric":
                 parse_rate = s.parse_rate
@@ -366,22 +377,13 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
                                        "max": vals[-1]}  # fmt: skip
     if not select:
         return records, stats
-    values = [r["meta"]["scores"][select.score] for r in records]
+    values = [r["meta"]["scores"].get(select.score) for r in records]  # None: not scored (not its segment's pick)
     # Best-of-N: the threshold judges every candidate, top_k / top_fraction rank the segments' winners
     flags = (replace(select, top_k=None, top_fraction=None) if sc.best_of_candidates else select).keep(values)
-    if sc.best_of_candidates:  # one record per segment, the best by the selection's score
-        from revgen.curate import target_mix
-
-        sign = 1 if scorers.HIGHER_IS_BETTER[select.score.removesuffix("_argmax")] else -1
-        groups: dict = {}
-        for i, r in enumerate(records):
-            groups.setdefault(r.get("meta", {}).get("segment_id", r.get("id")), []).append(i)
-        fit = [None if v is None else sign * v for v in values]
-        winners, moved = target_mix.choose(list(groups.values()), fit, [r.get("instruction", "") for r in records],
-                                           target or {}, sc.fit_margin if target else -1.0)  # fmt: skip
+    if sc.best_of_candidates:  # one record per segment, the best by choose_by (default: the selection's score)
+        winners, moved = _winners(records, choose_by, target, sc)
         if target:
             stats["target_mix"] = {"target": sc.target_mix, **moved}
-        winners = [w for w in winners if w is not None]  # a segment with no scored candidate has none
         ranked = replace(select, threshold=None).keep([values[i] for i in winners])
         won = {w for w, keep in zip(winners, ranked) if keep}
         flags = [f and i in won for i, f in enumerate(flags)]
@@ -396,6 +398,21 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     stats["selection"] = {**sc.select, "removed": len(records) - len(kept), "kept": len(kept)}
     log.info("score selection: %s", stats["selection"])
     return kept, stats
+
+
+def _winners(records: list[dict], by: str, target: dict | None, sc) -> tuple[list[int], dict]:
+    """Each segment's candidate by score ``by`` (toward ``target``'s first words under the fit margin,
+    revgen/curate/target_mix.py): their indices, a segment with no scored candidate left out; what moved."""
+    from revgen.curate import scorers, target_mix
+
+    sign = 1 if scorers.HIGHER_IS_BETTER[by.removesuffix("_argmax")] else -1
+    groups: dict = {}
+    for i, r in enumerate(records):
+        groups.setdefault(r.get("meta", {}).get("segment_id", r.get("id")), []).append(i)
+    fit = [None if v is None else sign * v for v in (r.get("meta", {}).get("scores", {}).get(by) for r in records)]
+    winners, moved = target_mix.choose(list(groups.values()), fit, [r.get("instruction", "") for r in records],
+                                       target or {}, sc.fit_margin if target else -1.0)  # fmt: skip
+    return [w for w in winners if w is not None], moved
 
 
 def _target_mix(cfg: CurateConfig) -> dict:
