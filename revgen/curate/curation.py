@@ -342,11 +342,13 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     two_phase = bool(sc.best_of_candidates and choose_by != select.score)
     if two_phase:
         chain.sort(key=lambda s: s.name != choose_by)
-    parse_rate, targets = None, records
+    margin = sc.fit_margin if target else -1.0
+    parse_rate, targets, picks = None, records, None
     try:
         for s in chain:
-            if two_phase and s.name != choose_by and targets is records:
-                targets = [records[i] for i in _winners(records, choose_by, target, sc)[0]]
+            if two_phase and s.name != choose_by and picks is None:  # choose_by's scores are in: pick once
+                picks = _winners(records, choose_by, target, margin)
+                targets = [records[i] for i in picks[0]]
             values = s.score(targets)
             for record, v in zip(targets, values):
                 record.setdefault("meta", {}).setdefault("scores", {}).update(v)
@@ -381,7 +383,7 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     # Best-of-N: the threshold judges every candidate, top_k / top_fraction rank the segments' winners
     flags = (replace(select, top_k=None, top_fraction=None) if sc.best_of_candidates else select).keep(values)
     if sc.best_of_candidates:  # one record per segment, the best by choose_by (default: the selection's score)
-        winners, moved = _winners(records, choose_by, target, sc)
+        winners, moved = picks or _winners(records, choose_by, target, margin)
         if target:
             stats["target_mix"] = {"target": sc.target_mix, **moved}
         ranked = replace(select, threshold=None).keep([values[i] for i in winners])
@@ -400,8 +402,8 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     return kept, stats
 
 
-def _winners(records: list[dict], by: str, target: dict | None, sc) -> tuple[list[int], dict]:
-    """Each segment's candidate by score ``by`` (toward ``target``'s first words under the fit margin,
+def _winners(records: list[dict], by: str, target: dict | None, margin: float) -> tuple[list[int], dict]:
+    """Each segment's candidate by score ``by`` (toward ``target``'s first words within ``margin`` of fit,
     revgen/curate/target_mix.py): their indices, a segment with no scored candidate left out; what moved."""
     from revgen.curate import scorers, target_mix
 
@@ -411,7 +413,7 @@ def _winners(records: list[dict], by: str, target: dict | None, sc) -> tuple[lis
         groups.setdefault(r.get("meta", {}).get("segment_id", r.get("id")), []).append(i)
     fit = [None if v is None else sign * v for v in (r.get("meta", {}).get("scores", {}).get(by) for r in records)]
     winners, moved = target_mix.choose(list(groups.values()), fit, [r.get("instruction", "") for r in records],
-                                       target or {}, sc.fit_margin if target else -1.0)  # fmt: skip
+                                       target or {}, margin)  # fmt: skip
     return [w for w in winners if w is not None], moved
 
 
