@@ -64,13 +64,11 @@ def _is_toc_line(line: str) -> bool:
     return bool(SECTION.match(line)) and len(line.split()) <= 14 and not line.rstrip().endswith((".", ",", ";", ":"))
 
 
-def _indexes(lines: list[str], i: int, last: int, reasons: list) -> bool:
-    """Whether the numbered run ``lines[i..last]`` reads as a TOC rather than a list: nested numbers,
-    chapter/appendix/letter titles, link markers, or a title that comes again after the run."""
-    titles = [lines[k] for k in range(i, last + 1) if lines[k].strip() and not reasons[k]]
+def indexes(titles: list[str], later) -> bool:
+    """Whether numbered ``titles`` read as a TOC rather than a list: nested numbers, chapter/appendix/
+    letter titles, link markers, or a title that comes again below (``later``: the stripped lines after them)."""
     if any(NESTED.match(t) or LINK_MARK.search(t) for t in titles):
         return True
-    later = {ln.strip() for ln in lines[last + 1 :]}
     return any(LINK_MARK.sub("", t).strip() in later for t in titles)
 
 
@@ -165,7 +163,8 @@ class Boilerplate:
             while head >= 0 and not lines[head].strip():
                 head -= 1
             headed = head >= 0 and bool(TOC_HEAD.match(lines[head]))
-            if titles >= 3 and (headed or _indexes(lines, i, last, reasons)):
+            titled = [lines[k] for k in range(i, last + 1) if lines[k].strip() and not reasons[k]]
+            if titles >= 3 and (headed or indexes(titled, {ln.strip() for ln in lines[last + 1 :]})):
                 for k in range(i, last + 1):
                     if lines[k].strip() and not reasons[k]:
                         reasons[k] = "toc"

@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from revgen.synthesize.boilerplate import _is_toc_line
+from revgen.synthesize.boilerplate import TOC_HEAD, _is_toc_line, indexes
 
 PARAGRAPH = re.compile(r"\n\s*\n")
 SENTENCE = re.compile(r"(?<=[.!?。！？])\s+")
@@ -59,8 +59,9 @@ def _code_line(line: str) -> bool:
     return bool(words) and symbols / max(len(s), 1) > 0.12 and not any(w.lower() in STOP for w in words)
 
 
-def label(block: str) -> str:
-    """``heading``, ``table``, ``code``, ``toc`` or ``prose`` for one block of text."""
+def label(block: str, before: str = "", later=()) -> str:
+    """``heading``, ``table``, ``code``, ``toc`` or ``prose`` for one block of text; ``before``: the
+    block above it, ``later``: the stripped lines below it (a TOC is known by what it indexes)."""
     lines = [ln for ln in block.splitlines() if ln.strip()]
     if not lines:
         return "prose"
@@ -77,8 +78,28 @@ def label(block: str) -> str:
     n = len(lines)
     for name, test in (("toc", _is_toc_line), ("table", _table_line), ("code", _code_line)):
         if sum(map(test, lines)) >= max(2, 0.6 * n) if n > 1 else False:
+            if name == "toc" and not _signed(lines, before, later):
+                continue  # a numbered list ("1. Mist 2. Drizzle 3. Sleet") is content
             return name
     return "prose"
+
+
+def _signed(lines: list[str], before: str, later) -> bool:
+    """Numbered titles are a table of contents only with a sign, as in the line pass
+    (boilerplate.indexes): a Contents heading in or just above them, nested numbers, link marks, or
+    a title that comes again below."""
+    above = [ln for ln in before.splitlines() if ln.strip()][-1:]
+    return any(TOC_HEAD.match(ln) for ln in lines + above) or indexes(lines, later)
+
+
+class _Below:
+    """The stripped lines after block ``i`` of a document, without a copy of the rest per block."""
+
+    def __init__(self, last: dict, i: int):
+        self.last, self.i = last, i
+
+    def __contains__(self, line: str) -> bool:
+        return self.last.get(line, -1) > self.i
 
 
 def blocks(text: str) -> list[str]:
@@ -127,8 +148,10 @@ class Segmenter:
             self.stats.skipped_empty += 1
             return []
         parts = []
-        for b in blocks(text):  # a table's or listing's rows separated by blank lines are one block
-            kind = label(b)
+        found = blocks(text)
+        last = {ln.strip(): i for i, b in enumerate(found) for ln in b.splitlines()}  # where each line last comes
+        for i, b in enumerate(found):  # a table's or listing's rows separated by blank lines are one block
+            kind = label(b, found[i - 1] if i else "", _Below(last, i))
             if parts and kind in ("table", "code") and parts[-1][1] == kind:
                 parts[-1] = (parts[-1][0] + "\n\n" + b, kind)
             else:
