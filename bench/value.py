@@ -121,7 +121,7 @@ def synth_set(
     synth = out / f"synth-{name}"
     synthesize(SynthConfig(corpus=corpus, id_field="id", adapter=str(adapter), output_dir=str(synth), backend=args.backend,
                            max_input_tokens=1024, min_words=1, temperature=args.temperature, max_new_tokens=64,
-                           seed=0, shard_size=64, batch_size=64, task_mix=task_mix, num_candidates=candidates,
+                           seed=args.synth_seed, shard_size=64, batch_size=64, task_mix=task_mix, num_candidates=candidates,
                            openers=openers, opener_kinds=opener_kinds,
                            select=SelectSettings(gopher=GopherSettings(enabled=False))))  # fmt: skip
     # Gopher's output checks are for web text; the outputs here are human Dolly answers, so only
@@ -237,6 +237,7 @@ def main():
     ap.add_argument("--dtype", default="auto", help="training dtype")
     ap.add_argument("--eval-dtype", default="bfloat16", help="scoring dtype (bf16: 1.6x faster on this CPU)")
     ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--synth-seed", type=int, default=0, help="synthesis sampling seed (a replicate of the same split)")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--generate-rows", type=int, default=16, help="greedy responses for ROUGE-L on the first N of H")
     ap.add_argument("--max-new-tokens", type=int, default=64)

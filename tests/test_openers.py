@@ -111,6 +111,12 @@ def test_opener_candidates_begin_with_their_opener_and_curation_keeps_the_best_f
     auto = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "auto"), report=False))
     assert auto["config"]["preset"] == "openers" and auto["counts"] == preset["counts"]
     assert (tmp_path / "auto" / "dataset.jsonl").read_bytes() == (tmp_path / "preset" / "dataset.jsonl").read_bytes()
+    # a score setting that names no other method (here the batch size) goes on top of the preset, not instead of it
+    tuned = curate(CurateConfig(input=str(out), output_dir=str(tmp_path / "tuned"), report=False,
+                                score=ScoreSettings(batch_size=3)))  # fmt: skip
+    assert tuned["config"]["preset"] == "openers" and tuned["config"]["score"]["batch_size"] == 3
+    assert (tmp_path / "tuned" / "dataset.jsonl").read_bytes() == (tmp_path / "auto" / "dataset.jsonl").read_bytes()
+    assert stats["config"]["preset"] is None  # the first curation above named its own scorers and choice
 
     # a mix of the user's own, met from the same candidates: only the request openers drawn here
     reqs = sorted(

@@ -13,7 +13,7 @@ import json
 import logging
 import typing
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from revgen import config as cfgmod
@@ -200,16 +200,23 @@ def score_row(row: int, record: dict) -> dict:
 
 def resolve_preset(cfg: CurateConfig) -> CurateConfig:
     """``preset: auto``: a synthesize run with several candidates per passage (openers, the default)
-    is curated with the ``openers`` preset unless its score settings were given; anything else, none."""
+    is curated with the ``openers`` preset; score settings the user gave go on top of it (a
+    ``score.backward`` or ``score.dtype`` keeps the method), except those that name another method
+    (scorers, choice, selection, target mix): then no preset. Anything else, none."""
     if cfg.preset != "auto":
         return cfg
     synth = ((_run_info(cfg.input) or {}).get("config")) or {}
     n = int(synth.get("num_candidates") or 1) + int(synth.get("openers") or 0)
-    if n < 2 or cfg.score != ScoreSettings():
+    default = ScoreSettings()
+    given = {f.name: getattr(cfg.score, f.name) for f in fields(ScoreSettings)
+             if getattr(cfg.score, f.name) != getattr(default, f.name)}  # fmt: skip
+    method = CurateConfig.PRESETS["openers"]["score"]
+    if n < 2 or set(given) & (set(method) | {"choose_by"}):
         return replace(cfg, preset=None)
-    log.info("%s has %d candidates per passage: curated with preset openers (the best-fitting one per passage; "
-             "--preset none keeps every candidate)", cfg.input, n)  # fmt: skip
-    score = cfgmod.build(ScoreSettings, CurateConfig.PRESETS["openers"]["score"], "preset openers")
+    mine = f", with {', '.join(f'score.{k}' for k in sorted(given))} as given" if given else ""
+    log.info("%s has %d candidates per passage: curated with preset openers%s (the best-fitting one per passage; "
+             "--preset none keeps every candidate)", cfg.input, n, mine)  # fmt: skip
+    score = cfgmod.build(ScoreSettings, {**method, **given}, "preset openers")
     return replace(cfg, preset="openers", score=score)
 
 
