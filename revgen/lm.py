@@ -49,14 +49,19 @@ class Scorer:
     def __init__(self, model, tokenizer, batch_size: int = 8, max_length: int | None = None):
         self.model, self.tokenizer, self.batch_size, self.max_length = model, tokenizer, batch_size, max_length
 
-    def nll(self, prompts: list[str], completions: list[str]) -> list[tuple[float, int]]:
+    def nll(
+        self, prompts: list[str], completions: list[str], limits: list[int] | None = None
+    ) -> list[tuple[float, int]]:
+        """``limits[i]``: score at most that many of row i's completion tokens (its first ones)."""
         seqs = []
-        for p, c in zip(prompts, completions):
+        for i, (p, c) in enumerate(zip(prompts, completions)):
             ids, n = teacher_forced_ids(self.tokenizer, p, c)
             if n == 0:  # nothing to condition the first token on: start from EOS as a neutral context
                 ids, n = [self.tokenizer.eos_token_id] + ids, 1
             if self.max_length and len(ids) > self.max_length:  # cut the end, as trl truncates
                 ids = ids[: max(self.max_length, n + 1)]
+            if limits is not None:
+                ids = ids[: n + max(limits[i], 1)]
             seqs.append((ids, n))
         groups: dict[tuple, list[int]] = {}  # prompt tokens -> the rows that continue them
         for i, (ids, n) in enumerate(seqs):

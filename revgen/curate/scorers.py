@@ -97,7 +97,10 @@ class PMI(Cycle):
     def score(self, records: list[dict]) -> list[dict]:
         instructions = [r["instruction"] for r in records]
         cond = self.scorer.nll([self.template.prompt(r["output"]) for r in records], instructions)
-        plain = self.scorer.nll([self.template.prompt("")] * len(records), instructions)
+        # the same instruction tokens in both passes: a long output cuts the conditional one at
+        # max_length, and the whole instruction's unconditional sum over the cut one's few tokens
+        # gave a pmi of 50 and more (such a candidate won its passage and passed any floor)
+        plain = self.scorer.nll([self.template.prompt("")] * len(records), instructions, [n for _, n in cond])
         return [{"pmi": round((u - c) / max(n, 1), 4)} for (c, n), (u, _) in zip(cond, plain)]
 
 

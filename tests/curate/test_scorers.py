@@ -280,3 +280,31 @@ def test_vllm_rubric_equals_the_transformers_rubric(smol, base_model):
     for a, b in zip(local, remote):
         assert b == pytest.approx(a, abs=0.01) and sum(b) == pytest.approx(1.0)
     assert judge.parse_rate == 1.0 and all(1 <= s["rubric"] <= 5 for s in scored)
+
+
+def test_pmi_of_a_cut_instruction_compares_the_same_tokens(smol):
+    """An output long enough that max_length cuts the instruction off: pmi is the mean difference
+    over the instruction tokens the conditional pass scored (both passes on them), not the whole
+    instruction's unconditional sum over a few tokens (which gave pmi of 50 and more)."""
+    import torch
+
+    from revgen.prompts import get_template, teacher_forced_ids
+
+    model, tok, _ = smol
+    rec = {"instruction": "Describe the long history of the city of Paris in several detailed sentences.",
+           "output": "Paris grew from a small settlement on an island in the Seine into a capital. " * 6}  # fmt: skip
+    template = get_template("seed")
+    ids, n = teacher_forced_ids(tok, template.prompt(rec["output"]), rec["instruction"])
+    assert len(ids) - n > 10
+    got = scorers.PMI(model, tok, batch_size=2, max_length=n + 3).score([rec])[0]["pmi"]
+
+    def first3(prompt):  # summed NLL of the instruction's first 3 tokens, one plain forward pass
+        ids, k = teacher_forced_ids(tok, prompt, rec["instruction"])
+        ids = ids[: k + 3]
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids])).logits[0].float()
+        return float(torch.nn.functional.cross_entropy(logits[k - 1 : -1], torch.tensor(ids[k:]), reduction="sum"))
+
+    want = (first3(template.prompt("")) - first3(template.prompt(rec["output"]))) / 3
+    assert got == pytest.approx(want, abs=2e-3)
+    assert abs(got) < 10
