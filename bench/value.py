@@ -47,6 +47,7 @@ EXTRA = (
     "S+floor-cur",
     "S+floor-real",
     "S+default",
+    "S+default-words",
 )
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
@@ -54,6 +55,8 @@ EXTRA = (
 # S+floor-real: the real instructions of the same kept U rows (selection vs instruction quality)
 # S+default: what synthesize and curate do with no method options (openers and curate's preset auto:
 # today 1 free + 3 openers of both kinds, the best fit per passage toward the seed's mix, a fit floor)
+# S+default-words: S+default's candidates, a switch toward the seed's mix judged on first words alone (no
+# count for moving the share of questions: target_mix.choose's rule before 2026-12-05)
 # any variant + "-tag" (e.g. S+mix-cur-tag, S+real-tag): the same data with Humpback's system-prompt tags,
 # S's rows tagged seed and the rest augmented; scored on H with the seed tag. With S-tag and S+real-tag
 # run too, a tagged variant's value recovered and instruction use are against those (the prompts differ)
@@ -319,6 +322,16 @@ def main():
         from revgen.synthesize.run import SynthConfig
 
         sets["default"] = synth_set(args, U, out, "default", back, openers=None, opener_kinds=SynthConfig.opener_kinds)
+    if "S+default-words" in wanted:  # the same synthesis (resumed), curated with word-only switches
+        from functools import partial
+        from unittest import mock
+
+        from revgen.curate import target_mix
+        from revgen.synthesize.run import SynthConfig
+
+        with mock.patch.object(target_mix, "choose", partial(target_mix.choose, count_kinds=False)):
+            sets["default-words"] = synth_set(args, U, out, "default", back, openers=None, cur_name="default-words",
+                                              opener_kinds=SynthConfig.opener_kinds)  # fmt: skip
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
     if "S+syn-rw" in wanted:
@@ -340,6 +353,7 @@ def main():
         ("mix", "S+mix-cur"),
         ("floor", "S+floor-cur"),
         ("default", "S+default"),
+        ("default-words", "S+default-words"),
     ):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
@@ -385,7 +399,7 @@ def refs(k: str, runs: dict) -> tuple[str, str]:
 
 
 def forward_report(runs: dict) -> dict:
-    """Paired differences (vs S, vs S+syn-cur, tagged vs untagged), value recovered and instruction
+    """Paired differences (vs S, vs S+syn-cur, tagged vs untagged, S+default-* vs S+default), value recovered and instruction
     use relative to the real instructions, from every variant's scored runs."""
     from revgen.evaluate.forward import compare
     from revgen.stats import ratio_ci
@@ -394,7 +408,9 @@ def forward_report(runs: dict) -> dict:
                     if k != refs(k, runs)[0] and refs(k, runs)[0] in runs},
            "vs_syn_cur": {k: compare(runs["S+syn-cur"], runs[k]) for k in runs if k in EXTRA and "S+syn-cur" in runs},
            "vs_untagged": {k: compare(*same_tokens(runs[k.removesuffix("-tag")], runs[k])) for k in runs
-                           if k.endswith("-tag") and k.removesuffix("-tag") in runs}}  # fmt: skip
+                           if k.endswith("-tag") and k.removesuffix("-tag") in runs},
+           "vs_default": {k: compare(runs["S+default"], runs[k]) for k in runs
+                          if k.startswith("S+default-") and "S+default" in runs}}  # fmt: skip
     if {"S", "S+real"} <= set(runs):
         nll_sum = {k: [[r["nll_sum"] for r in run] for run in v] for k, v in runs.items()}
         use = {k: runs_mean([[r["instruction_use"] for r in run] for run in v]) for k, v in runs.items()}

@@ -40,8 +40,10 @@ def target_from_spec(spec: str | dict) -> dict[str, float]:
 
 
 def choose(groups: list[list[int]], values: list, instructions: list[str], target: dict[str, float],
-           margin: float) -> tuple[list[int], dict]:  # fmt: skip
-    """One index per group (``values[i]``: fit, higher is better; None: not scored); and what moved."""
+           margin: float, count_kinds: bool = True) -> tuple[list[int], dict]:  # fmt: skip
+    """One index per group (``values[i]``: fit, higher is better; None: not scored); and what moved.
+    ``count_kinds=False``: a switch is judged on the first words alone (the rule before 2026-12-05,
+    kept for the value bench's ablation, bench/value.py ``S+default-words``)."""
     words = [leading_word(t) for t in instructions]
     kinds = [kind(t) for t in instructions]
     chosen, moves = [], []
@@ -70,7 +72,7 @@ def choose(groups: list[list[int]], values: list, instructions: list[str], targe
         if g in moved or words[old] == words[new]:
             continue
         gain = _gain(have, want, words[old], words[new])
-        if kinds[old] != kinds[new]:
+        if count_kinds and kinds[old] != kinds[new]:
             gain += _gain(have_kind, want_kind, kinds[old], kinds[new])
         if gain <= 0:
             continue
