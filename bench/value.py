@@ -318,16 +318,15 @@ def main():
         floor = {**pmi, "target_mix": "seed", "select": {"score": "pmi", "top_fraction": args.floor_keep}}
         sets["floor"] = synth_set(args, U, out, synth_openers, back, score=floor, candidates=1, openers=args.openers,
                                   cur_name=f"floor{tag}-{args.floor_keep}", opener_kinds=kinds)  # fmt: skip
-    if "S+default" in wanted:  # no method options: synthesize's default openers, curate's preset auto
-        from revgen.synthesize.run import SynthConfig
+    from revgen.synthesize.run import SynthConfig
 
+    if "S+default" in wanted:  # no method options: synthesize's default openers, curate's preset auto
         sets["default"] = synth_set(args, U, out, "default", back, openers=None, opener_kinds=SynthConfig.opener_kinds)
     if "S+default-words" in wanted:  # the same synthesis (resumed), curated with word-only switches
         from functools import partial
         from unittest import mock
 
         from revgen.curate import target_mix
-        from revgen.synthesize.run import SynthConfig
 
         with mock.patch.object(target_mix, "choose", partial(target_mix.choose, count_kinds=False)):
             sets["default-words"] = synth_set(args, U, out, "default", back, openers=None, cur_name="default-words",
@@ -399,8 +398,8 @@ def refs(k: str, runs: dict) -> tuple[str, str]:
 
 
 def forward_report(runs: dict) -> dict:
-    """Paired differences (vs S, vs S+syn-cur, tagged vs untagged, S+default-* vs S+default), value recovered and instruction
-    use relative to the real instructions, from every variant's scored runs."""
+    """Paired differences (vs S, vs S+syn-cur, tagged vs untagged, S+default-* vs S+default), value
+    recovered and instruction use relative to the real instructions, from every variant's scored runs."""
     from revgen.evaluate.forward import compare
     from revgen.stats import ratio_ci
 
