@@ -48,6 +48,8 @@ EXTRA = (
     "S+floor-real",
     "S+default",
     "S+default-words",
+    "S+default-floor",
+    "S+default-sep",
 )
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
@@ -57,6 +59,9 @@ EXTRA = (
 # today 1 free + 3 openers of both kinds, the best fit per passage toward the seed's mix, a fit floor)
 # S+default-words: S+default's candidates, a switch toward the seed's mix judged on first words alone (no
 # count for moving the share of questions: target_mix.choose's rule before 2026-12-05)
+# S+default-floor: S+default's candidates, the fit floor keeping --floor-keep of the winners (the preset: 0.8)
+# S+default-sep: S+default synthesized with every candidate decoded on its own (no shared prefill; the fit
+# then re-scored by curation), as synthesis did before 2026-12-04
 # any variant + "-tag" (e.g. S+mix-cur-tag, S+real-tag): the same data with Humpback's system-prompt tags,
 # S's rows tagged seed and the rest augmented; scored on H with the seed tag. With S-tag and S+real-tag
 # run too, a tagged variant's value recovered and instruction use are against those (the prompts differ)
@@ -331,6 +336,22 @@ def main():
         with mock.patch.object(target_mix, "choose", partial(target_mix.choose, count_kinds=False)):
             sets["default-words"] = synth_set(args, U, out, "default", back, openers=None, cur_name="default-words",
                                               opener_kinds=SynthConfig.opener_kinds)  # fmt: skip
+    if "S+default-floor" in wanted:  # the same synthesis (resumed), another share of winners kept
+        from revgen.curate.curation import CurateConfig
+
+        method = CurateConfig.PRESETS["openers"]["score"]
+        floor = {**method, "select": {**method["select"], "top_fraction": args.floor_keep}}
+        sets["default-floor"] = synth_set(args, U, out, "default", back, openers=None, score=floor,
+                                          cur_name=f"default-floor-{args.floor_keep}",
+                                          opener_kinds=SynthConfig.opener_kinds)  # fmt: skip
+    if "S+default-sep" in wanted:
+        from unittest import mock
+
+        from revgen.generate.hf import HFGenerator
+
+        with mock.patch.object(HFGenerator, "shares_prefix", property(lambda self: False)):
+            sets["default-sep"] = synth_set(args, U, out, "default-sep", back, openers=None,
+                                            opener_kinds=SynthConfig.opener_kinds)  # fmt: skip
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
     if "S+syn-rw" in wanted:
@@ -353,6 +374,8 @@ def main():
         ("floor", "S+floor-cur"),
         ("default", "S+default"),
         ("default-words", "S+default-words"),
+        ("default-floor", "S+default-floor"),
+        ("default-sep", "S+default-sep"),
     ):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
