@@ -50,6 +50,7 @@ EXTRA = (
     "S+default-words",
     "S+default-floor",
     "S+default-sep",
+    "S+default-rescore",
 )
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
@@ -62,6 +63,8 @@ EXTRA = (
 # S+default-floor: S+default's candidates, the fit floor keeping --floor-keep of the winners (the preset: 0.8)
 # S+default-sep: S+default synthesized with every candidate decoded on its own (no shared prefill; the fit
 # then re-scored by curation), as synthesis did before 2026-12-04
+# S+default-rescore: S+default's candidates, their fit re-scored by curation (score.backward) instead of read
+# from synthesis
 # any variant + "-tag" (e.g. S+mix-cur-tag, S+real-tag): the same data with Humpback's system-prompt tags,
 # S's rows tagged seed and the rest augmented; scored on H with the seed tag. With S-tag and S+real-tag
 # run too, a tagged variant's value recovered and instruction use are against those (the prompts differ)
@@ -344,6 +347,9 @@ def main():
         sets["default-floor"] = synth_set(args, U, out, "default", back, openers=None, score=floor,
                                           cur_name=f"default-floor-{args.floor_keep}",
                                           opener_kinds=SynthConfig.opener_kinds)  # fmt: skip
+    if "S+default-rescore" in wanted:  # the same synthesis (resumed), the fit scored again by curation
+        sets["default-rescore"] = synth_set(args, U, out, "default", back, openers=None, score={"backward": str(back)},
+                                            cur_name="default-rescore", opener_kinds=SynthConfig.opener_kinds)  # fmt: skip
     if "S+default-sep" in wanted:
         from unittest import mock
 
@@ -376,6 +382,7 @@ def main():
         ("default-words", "S+default-words"),
         ("default-floor", "S+default-floor"),
         ("default-sep", "S+default-sep"),
+        ("default-rescore", "S+default-rescore"),
     ):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
