@@ -30,6 +30,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 from harness import markdown_table, parser, write_json
 
@@ -328,36 +329,31 @@ def main():
                                   cur_name=f"floor{tag}-{args.floor_keep}", opener_kinds=kinds)  # fmt: skip
     from revgen.synthesize.run import SynthConfig
 
+    def default_set(name="default", **kw):  # synthesize's default openers (resumed when done), curated per kw
+        return synth_set(args, U, out, name, back, openers=None, opener_kinds=SynthConfig.opener_kinds, **kw)
+
     if "S+default" in wanted:  # no method options: synthesize's default openers, curate's preset auto
-        sets["default"] = synth_set(args, U, out, "default", back, openers=None, opener_kinds=SynthConfig.opener_kinds)
-    if "S+default-words" in wanted:  # the same synthesis (resumed), curated with word-only switches
+        sets["default"] = default_set()
+    if "S+default-words" in wanted:  # the same synthesis, curated with word-only switches
         from functools import partial
-        from unittest import mock
 
         from revgen.curate import target_mix
 
         with mock.patch.object(target_mix, "choose", partial(target_mix.choose, count_kinds=False)):
-            sets["default-words"] = synth_set(args, U, out, "default", back, openers=None, cur_name="default-words",
-                                              opener_kinds=SynthConfig.opener_kinds)  # fmt: skip
-    if "S+default-floor" in wanted:  # the same synthesis (resumed), another share of winners kept
+            sets["default-words"] = default_set(cur_name="default-words")
+    if "S+default-floor" in wanted:  # the same synthesis, another share of winners kept
         from revgen.curate.curation import CurateConfig
 
         method = CurateConfig.PRESETS["openers"]["score"]
         floor = {**method, "select": {**method["select"], "top_fraction": args.floor_keep}}
-        sets["default-floor"] = synth_set(args, U, out, "default", back, openers=None, score=floor,
-                                          cur_name=f"default-floor-{args.floor_keep}",
-                                          opener_kinds=SynthConfig.opener_kinds)  # fmt: skip
-    if "S+default-rescore" in wanted:  # the same synthesis (resumed), the fit scored again by curation
-        sets["default-rescore"] = synth_set(args, U, out, "default", back, openers=None, score={"backward": str(back)},
-                                            cur_name="default-rescore", opener_kinds=SynthConfig.opener_kinds)  # fmt: skip
-    if "S+default-sep" in wanted:
-        from unittest import mock
-
+        sets["default-floor"] = default_set(score=floor, cur_name=f"default-floor-{args.floor_keep}")
+    if "S+default-rescore" in wanted:  # the same synthesis, the fit scored again by curation
+        sets["default-rescore"] = default_set(score={"backward": str(back)}, cur_name="default-rescore")
+    if "S+default-sep" in wanted:  # every candidate decoded on its own
         from revgen.generate.hf import HFGenerator
 
         with mock.patch.object(HFGenerator, "shares_prefix", property(lambda self: False)):
-            sets["default-sep"] = synth_set(args, U, out, "default-sep", back, openers=None,
-                                            opener_kinds=SynthConfig.opener_kinds)  # fmt: skip
+            sets["default-sep"] = default_set("default-sep")
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
     if "S+syn-rw" in wanted:
