@@ -52,6 +52,7 @@ EXTRA = (
     "S+default-floor",
     "S+default-sep",
     "S+default-rescore",
+    "S+default-seed",
 )
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
@@ -66,6 +67,8 @@ EXTRA = (
 # then re-scored by curation), as synthesis did before 2026-12-04
 # S+default-rescore: S+default's candidates, their fit re-scored by curation (score.backward) instead of read
 # from synthesis
+# S+default-seed: S+default with a backward model trained on a larger seed, S plus the data's rows with a
+# context (none of them in U or H; context ignored, as `revgen train` does by default); forward S unchanged
 # any variant + "-tag" (e.g. S+mix-cur-tag, S+real-tag): the same data with Humpback's system-prompt tags,
 # S's rows tagged seed and the rest augmented; scored on H with the seed tag. With S-tag and S+real-tag
 # run too, a tagged variant's value recovered and instruction use are against those (the prompts differ)
@@ -95,12 +98,12 @@ def alpaca(r: dict) -> dict:
 
 
 def backward(args, S, out: Path, name: str, typed: bool = False) -> Path:
-    """The backward model trained on S (typed: it names the task type first, revgen/tasktypes.py)."""
+    """The backward model trained on the pairs S (typed: it names the task type first, revgen/tasktypes.py)."""
     from revgen.train.trainer import LoraSettings, TrainConfig, train
 
     back = out / name
     if not (back / "run.json").is_file():
-        train(TrainConfig(model=args.model, data=write_jsonl(out / "S.dolly.jsonl", S), output_dir=str(back),
+        train(TrainConfig(model=args.model, data=write_jsonl(out / f"{name}.dolly.jsonl", S), output_dir=str(back),
                           max_length=args.max_length, lora=LoraSettings(r=16, alpha=32, target_modules="all-linear"),
                           dtype=args.dtype, seed=0, task_types=typed, overwrite=True,
                           trainer={**trainer_args(args, args.backward_steps)}))  # fmt: skip
@@ -290,7 +293,8 @@ def main():
     runinfo.set_threads(args.threads)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    S, U, H = split(load_pairs(args.data), tuple(args.sizes), args.split_seed)
+    pairs = load_pairs(args.data)
+    S, U, H = split(pairs, tuple(args.sizes), args.split_seed)
     H_path = write_jsonl(out / "H.jsonl", map(alpaca, H))
     t0 = time.time()
     variants = list(args.variants) + (list(EXTRA) if args.all else [])
@@ -329,8 +333,8 @@ def main():
                                   cur_name=f"floor{tag}-{args.floor_keep}", opener_kinds=kinds)  # fmt: skip
     from revgen.synthesize.run import SynthConfig
 
-    def default_set(name="default", **kw):  # synthesize's default openers (resumed when done), curated per kw
-        return synth_set(args, U, out, name, back, openers=None, opener_kinds=SynthConfig.opener_kinds, **kw)
+    def default_set(name="default", adapter=back, **kw):  # synthesize's default openers (resumed when done)
+        return synth_set(args, U, out, name, adapter, openers=None, opener_kinds=SynthConfig.opener_kinds, **kw)
 
     if "S+default" in wanted:  # no method options: synthesize's default openers, curate's preset auto
         sets["default"] = default_set()
@@ -354,6 +358,10 @@ def main():
 
         with mock.patch.object(HFGenerator, "shares_prefix", property(lambda self: False)):
             sets["default-sep"] = default_set("default-sep")
+    if "S+default-seed" in wanted:  # a backward model on S + the rows with a context, none in U or H
+        seed = S + [r for r in pairs if r["context"].strip()]
+        sets["default-seed"] = default_set("default-seed", backward(args, seed, out, "backward-seed"))
+        extra["backward_seed_pairs"] = len(seed)
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
     if "S+syn-rw" in wanted:
@@ -379,6 +387,7 @@ def main():
         ("default-floor", "S+default-floor"),
         ("default-sep", "S+default-sep"),
         ("default-rescore", "S+default-rescore"),
+        ("default-seed", "S+default-seed"),
     ):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
