@@ -80,10 +80,12 @@ class HFGenerator(Generator):
         """Whether ``generate_shared`` is available: the dynamic-cache path (not graphs or static)."""
         return not self.graphs and not self.static
 
-    def generate_shared(self, groups: list[list[tuple[list[int], int]]], sampling: Sampling, seeds: list[int]):
+    def generate_shared(self, groups: list[list[tuple[list[int], int]]], sampling: Sampling, seeds: list[int],
+                        candidate_seeds: list[list[int]] | None = None):  # fmt: skip
         """Per passage, its candidates' ``(prompt ids, forced instruction tokens at the prompt's end)``
         decoded on one prefill of the passage (generate/shared.py), one sample each; batches of at most
-        ``batch_size`` candidates, each seeded by its first passage's seed."""
+        ``batch_size`` candidates, each seeded by its first passage's seed (one torch generator for the
+        batch, so ``candidate_seeds`` is not used)."""
         import torch
 
         from revgen.generate import shared
@@ -101,6 +103,14 @@ class HFGenerator(Generator):
             for i, cands in zip(idx, out):
                 results[i] = [self._shared_completion(p, forced, c) for (p, forced), c in zip(groups[i], cands)]
         return results
+
+    def continuation_nll(self, prompt: list[int], continuations: list[list[int]]) -> list[float]:
+        """Summed NLL of each continuation after ``prompt``: the prompt once, 64 continuations a pass."""
+        from revgen.lm import Scorer
+
+        scorer = Scorer(self.hf_model, self.tokenizer)
+        return [v for k in range(0, len(continuations), 64)
+                for v in scorer._batch([prompt], [(0, c) for c in continuations[k : k + 64]])]  # fmt: skip
 
     def _shared_completion(self, prompt: list[int], forced: int, cand) -> Completion:
         toks, prompt_lp, new_lp = cand

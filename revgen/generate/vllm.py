@@ -2,7 +2,8 @@
 
 A LoRA adapter is served unmerged through ``LoRARequest`` (``max_lora_rank`` read from
 adapter_config.json), or pre-merged into a copy of the base in the compute dtype (the default on CPU, where
-vLLM's LoRA path is ~20x slower). On CPU, ``VLLM_CPU_KVCACHE_SPACE`` defaults to 2 GiB.
+vLLM's LoRA path is ~20x slower). On CPU, ``VLLM_CPU_KVCACHE_SPACE`` defaults to 2 GiB. A passage's
+candidates come with their fit (``generate_shared``, generate/vllm_shared.py), so curation reads it.
 """
 
 from __future__ import annotations
@@ -55,36 +56,82 @@ class VLLMGenerator(Generator):
         log.info("vLLM backend: %s%s, %s", model, f" + LoRA {self.adapter}" if self.lora else "", self.compute_dtype)
         return self
 
-    def generate(self, prompts, sampling: Sampling, seeds):
+    def _params(self, sampling: Sampling, seed: int, **extra):
         from vllm import SamplingParams
+
+        return SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p if not sampling.greedy else 1.0,
+            top_k=0 if not sampling.greedy else -1,
+            max_tokens=sampling.max_new_tokens,
+            seed=seed,
+            stop_token_ids=[] if sampling.ignore_eos else [self.tokenizer.eos_token_id],
+            skip_special_tokens=True,
+            ignore_eos=sampling.ignore_eos,
+            **extra,
+        )  # fmt: skip
+
+    def _run(self, prompts: list[list[int]], params: list) -> list:
         from vllm.inputs import TokensPrompt
 
-        stop_ids = [self.tokenizer.eos_token_id]
-        params = [
-            SamplingParams(
-                n=sampling.n,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p if not sampling.greedy else 1.0,
-                top_k=0 if not sampling.greedy else -1,
-                max_tokens=sampling.max_new_tokens,
-                seed=seed,
-                stop_token_ids=[] if sampling.ignore_eos else stop_ids,
-                skip_special_tokens=True,
-                ignore_eos=sampling.ignore_eos,
-            )  # fmt: skip
-            for seed in seeds
-        ]
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
-                                 use_tqdm=False, lora_request=self.lora)  # fmt: skip
-        results = []
-        for out, p in zip(outs, prompts):
-            cands = []
-            for c in out.outputs:
-                toks = [t for t in c.token_ids if t not in stop_ids]
-                reason = "stop" if c.finish_reason == "stop" else "length"
-                cands.append(Completion(c.text, reason, len(toks), len(p)))
-            results.append(cands)
+        return self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False,
+                                 lora_request=self.lora)  # fmt: skip
+
+    def _completion(self, c, prompt: list[int]) -> Completion:
+        toks = [t for t in c.token_ids if t != self.tokenizer.eos_token_id]
+        return Completion(c.text, "stop" if c.finish_reason == "stop" else "length", len(toks), len(prompt))
+
+    def generate(self, prompts, sampling: Sampling, seeds):
+        outs = self._run(prompts, [self._params(sampling, seed) for seed in seeds])
+        return [[self._completion(c, p) for c in out.outputs] for out, p in zip(outs, prompts)]
+
+    @property
+    def shares_prefix(self) -> bool:
+        """A passage's candidates share its prefill through the prefix cache and come with their fit;
+        not for an unmerged adapter, whose LoRA logits path in vLLM 0.32 (CPU) fails on prompt
+        log-probabilities (einsum shape error in punica_cpu's bgmv_shrink): curation scores those."""
+        return self.lora is None
+
+    def generate_shared(self, groups: list[list[tuple[list[int], int]]], sampling: Sampling, seeds: list[int],
+                        candidate_seeds: list[list[int]] | None = None):  # fmt: skip
+        """Per passage, its candidates' ``(prompt ids, forced instruction tokens at the prompt's end)``, one
+        sample each (seeded by ``candidate_seeds[g][j]``, else the passage's seed + j), with each
+        instruction token's log p given the passage (generate/vllm_shared.py)."""
+        import dataclasses
+
+        from revgen.generate import vllm_shared
+
+        seeds2 = candidate_seeds or [[s + j for j in range(len(g))] for g, s in zip(groups, seeds)]
+        requests, cands, forced_at = vllm_shared.plan(groups, seeds2)
+        params = []
+        for r in requests:  # vLLM returns the sampled token's log p with either; with ids, exactly those
+            asked = {"logprob_token_ids": r.score} if r.score else {"logprobs": 0}
+            mine = dataclasses.replace(sampling, n=r.n, max_new_tokens=1 if r.probe else sampling.max_new_tokens)
+            params.append(self._params(mine, r.seed, **asked))
+        outs = self._run([r.prompt for r in requests], params)
+        first = [out.outputs[0].logprobs[0] if r.score else {} for r, out in zip(requests, outs)]
+        results: list[list] = [[None] * len(g) for g in groups]
+        for r, out in zip(requests, outs):
+            for k, member in enumerate(r.members):
+                g, j = cands[member]
+                prompt, forced = groups[g][j]
+                c = out.outputs[k]
+                done = self._completion(c, prompt)
+                done.fit_ids = prompt[len(prompt) - forced :] + list(c.token_ids)
+                done.fit_logprobs = ([first[q][t].logprob for q, t in forced_at[member]]
+                                     + [lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)])  # fmt: skip
+                results[g][j] = done
         return results
+
+    def continuation_nll(self, prompt: list[int], continuations: list[list[int]]) -> list[float]:
+        """Summed NLL of each continuation after ``prompt`` (one prompt-logprobs pass per row)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, temperature=0, prompt_logprobs=0)
+        outs = self._run([prompt + c for c in continuations], [params] * len(continuations))
+        return [-sum(lp[t].logprob for lp, t in zip(out.prompt_logprobs[len(prompt) :], c))
+                for out, c in zip(outs, continuations)]  # fmt: skip
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)

@@ -57,7 +57,7 @@ class SynthConfig:
     # first words (revgen/openers.py: "List", "Summarize", "Given", ...); curation picks what fits
     # (None: 3 when the adapter has its openers.json, 0 without; 0: one free instruction per passage)
     openers: int | None = None
-    # the pmi fit of every candidate scored where it is generated (transformers backend), into
+    # the pmi fit of every candidate scored where it is generated (vLLM and transformers), into
     # meta["scores"]; curate reads it instead of loading the backward model again (synthesize/fit.py)
     fit_score: bool = True
     opener_kinds: str = "both"  # both (half requests, half questions) | requests (no question openers) | any

@@ -3,8 +3,8 @@
 ``pmi`` (revgen/curate/scorers.py) is the mean over an instruction's tokens of log p(token | the
 passage) minus log p(token | the template around an empty passage), under the backward model. When
 the backend decodes a passage's candidates together (generate/shared.py) the first half comes with
-the generated tokens; the second is one short batched pass (template + instruction, ~50 tokens) on
-the model the generator already holds. The scores go into each record's ``meta["scores"]``, where
+the generated tokens (generate/shared.py, generate/vllm_shared.py); the second is one short batched
+pass (template + instruction, ~50 tokens) on the model the generator already holds. The scores go into each record's ``meta["scores"]``, where
 ``revgen curate`` reads them instead of loading the backward model again.
 """
 
@@ -12,21 +12,13 @@ from __future__ import annotations
 
 from revgen.prompts import encode_prompt
 
-CHUNK = 64  # instructions per plain pass
-
 
 def score(generator, template, completions: list) -> None:
     """Set ``c.scores = {"pmi", "cycle"}`` on every completion that stopped by itself."""
-    from revgen.lm import Scorer
-
     todo = [c for c in completions if c.fit_ids and c.finish_reason == "stop"]
     if not todo:
         return
     plain = encode_prompt(generator.tokenizer, template.prompt(""))
-    scorer = Scorer(generator.hf_model, generator.tokenizer)
-    for k in range(0, len(todo), CHUNK):
-        part = todo[k : k + CHUNK]
-        sums = scorer._batch([plain], [(0, c.fit_ids) for c in part])
-        for c, unconditioned in zip(part, sums):
-            n, cond = len(c.fit_ids), -sum(c.fit_logprobs)
-            c.scores = {"pmi": round((unconditioned - cond) / n, 4), "cycle": round(-cond / n, 4)}
+    for c, unconditioned in zip(todo, generator.continuation_nll(plain, [c.fit_ids for c in todo])):
+        n, cond = len(c.fit_ids), -sum(c.fit_logprobs)
+        c.scores = {"pmi": round((unconditioned - cond) / n, 4), "cycle": round(-cond / n, 4)}

@@ -173,7 +173,10 @@ def shared_rows(ctx, generator, p: dict) -> list[list[tuple]]:
     for (i, _, w), prompt in zip(p["jobs"], p["openers"]):
         groups[i].append((prompt, len(prompt) - common_prefix([prompt, p["free"][i] + [-1]])))
         words[i].append(w)
-    results = generator.generate_shared(groups, ctx.sampling, p["seeds"])
+    cand_seeds = [[seed] * ctx.cfg.num_candidates for seed in p["seeds"]]
+    for (i, _, _), seed in zip(p["jobs"], p["opener_seeds"]):
+        cand_seeds[i].append(seed)
+    results = generator.generate_shared(groups, ctx.sampling, p["seeds"], cand_seeds)
     if ctx.cfg.fit_score:
         from revgen.synthesize import fit
 

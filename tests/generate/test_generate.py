@@ -161,3 +161,26 @@ def test_shared_prefix_decoding_gives_each_prompts_own_greedy_tokens_and_log_pro
             head = prompt[: len(prompt) - forced]
             (nll,) = scorer._batch([head], [(0, c.fit_ids)])
             assert abs(-sum(c.fit_logprobs) - nll) < 1e-2 * len(c.fit_ids)
+
+
+def test_vllm_plan_reads_forced_tokens_off_the_request_that_ends_before_them():
+    """A passage's candidates on vLLM: identical free samples are one request of n, an opener's first
+    token is scored on the free request, a second one on a one-token probe of the prompt before it."""
+    from revgen.generate.vllm_shared import plan
+
+    free, other = [1, 2, 3], [5, 6]
+    groups = [[(free, 0), (free, 0), (free + [7], 1), (free + [8, 9], 2)], [(other, 0), (other + [4], 1)]]
+    requests, cands, forced_at = plan(groups, [[10, 10, 11, 12], [20, 21]])
+    assert [(r.prompt, r.n, r.seed, r.probe, r.score, r.members) for r in requests] == [
+        (free, 2, 10, False, [7, 8], [0, 1]),
+        (free + [7], 1, 11, False, [], [2]),
+        (free + [8, 9], 1, 12, False, [], [3]),
+        (other, 1, 20, False, [4], [4]),
+        (other + [4], 1, 21, False, [], [5]),
+        (free + [8], 1, 12, True, [9], []),
+    ]
+    assert cands == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1)]
+    assert forced_at == [[], [], [(0, 7)], [(0, 8), (5, 9)], [], [(3, 4)]]
+    # two free candidates with their own seeds are two requests
+    requests, _, _ = plan([[(free, 0), (free, 0)]], [[1, 2]])
+    assert [(r.n, r.seed) for r in requests] == [(1, 1), (1, 2)]
