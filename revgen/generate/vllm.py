@@ -102,8 +102,8 @@ class VLLMGenerator(Generator):
 
         from revgen.generate import vllm_shared
 
-        seeds2 = candidate_seeds or [[s + j for j in range(len(g))] for g, s in zip(groups, seeds)]
-        requests, cands, forced_at = vllm_shared.plan(groups, seeds2)
+        each = candidate_seeds or [[s + j for j in range(len(g))] for g, s in zip(groups, seeds)]
+        requests, cands, forced_at = vllm_shared.plan(groups, each)
         params = []
         for r in requests:  # vLLM returns the sampled token's log p with either; with ids, exactly those
             asked = {"logprob_token_ids": r.score} if r.score else {"logprobs": 0}

@@ -2,10 +2,11 @@
 
 ``pmi`` (revgen/curate/scorers.py) is the mean over an instruction's tokens of log p(token | the
 passage) minus log p(token | the template around an empty passage), under the backward model. When
-the backend decodes a passage's candidates together (generate/shared.py) the first half comes with
+the backend decodes a passage's candidates together the first half comes with
 the generated tokens (generate/shared.py, generate/vllm_shared.py); the second is one short batched
-pass (template + instruction, ~50 tokens) on the model the generator already holds. The scores go into each record's ``meta["scores"]``, where
-``revgen curate`` reads them instead of loading the backward model again.
+pass (template + instruction, ~50 tokens) on the model the generator already holds. The scores go
+into each record's ``meta["scores"]``, where ``revgen curate`` reads them instead of loading the
+backward model again.
 """
 
 from __future__ import annotations
