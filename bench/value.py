@@ -53,6 +53,8 @@ EXTRA = (
     "S+default-sep",
     "S+default-rescore",
     "S+default-seed",
+    "S+default-ifd",
+    "S+default-pmirate",
 )
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
@@ -69,6 +71,11 @@ EXTRA = (
 # from synthesis
 # S+default-seed: S+default with a backward model trained on a larger seed, S plus the data's rows with a
 # context (none of them in U or H; context ignored, as `revgen train` does by default); forward S unchanged
+# S+default-ifd: S+default's candidates, the pmi choice toward the seed's mix kept, the fit floor by IFD under the
+# base model instead of pmi (the --floor-keep of winners whose instruction lowers their response's loss most)
+# S+default-pmirate: S+default's winners (no floor in curation), the floor by pmi x instruction tokens / output
+# tokens: the backward model's pointwise mutual information per response token (by Bayes the same quantity as
+# the forward model's instruction use), --floor-keep of them kept, best first
 # any variant + "-tag" (e.g. S+mix-cur-tag, S+real-tag): the same data with Humpback's system-prompt tags,
 # S's rows tagged seed and the rest augmented; scored on H with the seed tag. With S-tag and S+real-tag
 # run too, a tagged variant's value recovered and instruction use are against those (the prompts differ)
@@ -164,6 +171,22 @@ def synth_set(
     ]
     stats = json.loads((cur_dir / "stats.json").read_text())
     return syn, cur, stats.get("counts", stats)
+
+
+def pmi_rate_floor(args, synth: Path, rows: list[dict]) -> list[dict]:
+    """``rows`` (one winner per passage), the ``--floor-keep`` share with the highest pmi x instruction tokens /
+    output tokens, in their order; pmi as synthesis scored it."""
+    import math
+
+    from revgen import models, shards
+
+    tok = models.load_tokenizer(models.resolve_model(args.model))
+    pmi = {(int(r["meta"]["doc_id"][1:]), r["instruction"].strip()): r["meta"].get("scores", {}).get("pmi")
+           for r in shards.iter_records(synth)}  # fmt: skip
+    n = lambda text: max(len(tok(text, add_special_tokens=False)["input_ids"]), 1)  # noqa: E731
+    rate = [pmi[(r["u"], r["instruction"].strip())] * n(r["instruction"]) / n(r["output"]) for r in rows]
+    keep = set(sorted(range(len(rows)), key=lambda i: -rate[i])[: math.ceil(args.floor_keep * len(rows))])
+    return [r for i, r in enumerate(rows) if i in keep]
 
 
 def rewritten(args, U, out: Path, cur: list[dict], name: str) -> tuple[list[dict], dict]:
@@ -331,7 +354,10 @@ def main():
         floor = {**pmi, "target_mix": "seed", "select": {"score": "pmi", "top_fraction": args.floor_keep}}
         sets["floor"] = synth_set(args, U, out, synth_openers, back, score=floor, candidates=1, openers=args.openers,
                                   cur_name=f"floor{tag}-{args.floor_keep}", opener_kinds=kinds)  # fmt: skip
+    from revgen.curate.curation import CurateConfig
     from revgen.synthesize.run import SynthConfig
+
+    method = CurateConfig.PRESETS["openers"]["score"]  # what curate's preset auto gives a run of openers
 
     def default_set(name="default", adapter=back, **kw):  # synthesize's default openers (resumed when done)
         return synth_set(args, U, out, name, adapter, openers=None, opener_kinds=SynthConfig.opener_kinds, **kw)
@@ -346,11 +372,16 @@ def main():
         with mock.patch.object(target_mix, "choose", partial(target_mix.choose, count_kinds=False)):
             sets["default-words"] = default_set(cur_name="default-words")
     if "S+default-floor" in wanted:  # the same synthesis, another share of winners kept
-        from revgen.curate.curation import CurateConfig
-
-        method = CurateConfig.PRESETS["openers"]["score"]
         floor = {**method, "select": {**method["select"], "top_fraction": args.floor_keep}}
         sets["default-floor"] = default_set(score=floor, cur_name=f"default-floor-{args.floor_keep}")
+    if "S+default-ifd" in wanted:  # the same synthesis, the floor by IFD under the base model
+        ifd = {**method, "scorers": ["pmi", "ifd"], "forward": args.model, "choose_by": "pmi",
+               "select": {"score": "ifd", "top_fraction": args.floor_keep}}  # fmt: skip
+        sets["default-ifd"] = default_set(score=ifd, cur_name=f"default-ifd-{args.floor_keep}")
+    if "S+default-pmirate" in wanted:  # the same winners, the floor by pmi per response token
+        nofloor = {**method, "select": {**method["select"], "top_fraction": 1.0}}
+        syn_all, cur_all, counts_all = default_set(score=nofloor, cur_name="default-nofloor")
+        sets["default-pmirate"] = (syn_all, pmi_rate_floor(args, out / "synth-default", cur_all), counts_all)
     if "S+default-rescore" in wanted:  # the same synthesis, the fit scored again by curation
         sets["default-rescore"] = default_set(score={"backward": str(back)}, cur_name="default-rescore")
     if "S+default-sep" in wanted:  # every candidate decoded on its own
@@ -388,6 +419,8 @@ def main():
         ("default-sep", "S+default-sep"),
         ("default-rescore", "S+default-rescore"),
         ("default-seed", "S+default-seed"),
+        ("default-ifd", "S+default-ifd"),
+        ("default-pmirate", "S+default-pmirate"),
     ):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
