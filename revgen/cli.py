@@ -260,7 +260,7 @@ def synthesize(recipe, sets, greedy, push_to, private, license_, select_preset, 
     "--preset",
     help="Named defaults, over the recipe's: auto (the default: openers for a run with several "
     "candidates per passage), openers (the best-fitting candidate per passage by pmi, toward "
-    "the seed's first words, the worst-fitting fifth dropped), short-answers (FAQ/Q&A "
+    "the seed's first words, in the four fifths of passages whose best fits best), short-answers (FAQ/Q&A "
     "corpora: answers of 3+ words kept), none.",
 )
 @click.option(

@@ -207,6 +207,29 @@ def test_target_mix_also_moves_the_share_of_questions_toward_the_target():
     assert choose(groups, values, ["What is it?", "Who is it?"] * 4, target, margin=0.5)[0] == [0, 2, 4, 6]
 
 
+def test_the_fit_floor_drops_the_passages_whose_best_fits_worst_before_the_switch_toward_the_mix(tmp_path):
+    from collections import Counter
+
+    from revgen.curate.curation import score_and_select
+
+    # four passages, each a "What" best and a "List" runner-up 0.3 behind; the passages' best fits 5, 4, 3, 2.
+    # Ranked after the switch, the floor dropped the switched picks first and undid the mix (RESULTS #41)
+    (tmp_path / "run.json").write_text(json.dumps({"status": "complete", "adapter": str(tmp_path / "backward")}))
+    records = [{"id": f"s{g}:{c}", "instruction": text, "output": f"passage {g}",
+                "meta": {"segment_id": f"s{g}", "scores": {"pmi": best - 0.3 * c}}}
+               for g, best in enumerate([5.0, 4.0, 3.0, 2.0]) for c, text in enumerate(["What is it?", "List them."])]  # fmt: skip
+    cfg = CurateConfig(input=str(tmp_path), score=ScoreSettings(scorers=["pmi"], best_of_candidates=True,
+                                                                 target_mix="List=1,What=1", fit_margin=0.5,
+                                                                 select={"score": "pmi", "top_fraction": 0.5}))  # fmt: skip
+    counts, dropped = Counter(kept=len(records)), []
+    kept, stats = score_and_select(records, cfg, counts, lambda r, reason, detail: dropped.append(r["id"]))
+    assert stats["scored_in_synthesis"] == ["pmi"]  # read from the records, no model
+    assert [r["id"] for r in kept] == ["s0:1", "s1:0"]  # the two best passages, one switched: the target's 1:1
+    assert {d.split(":")[0] for d in dropped} == {"s0", "s1", "s2", "s3"} and counts["kept"] == 2
+    moved = stats["target_mix"]
+    assert moved["switched"] == 1 and moved["tv_leading_word_to_target_after"] == 0
+
+
 def test_a_target_mix_of_the_users_own_first_words():
     from revgen.curate.target_mix import target_from_spec
 

@@ -9,7 +9,9 @@ target (total variation). Switches are taken cheapest first (smallest loss of fi
 at most once: a passage is never given a kind of instruction that does not fit it. A switch counts
 twice when it also moves the share of questions toward the target's (a "What" to "Who" switch
 fixes a word, a "What" to "List" one also fixes the kind): word-level TV alone left the quick start's
-kept set at 0.78 questions against the seed's 0.66 (bench/RESULTS.md, issue #41).
+kept set at 0.78 questions against the seed's 0.66 (bench/RESULTS.md, issue #41). A fit floor
+(``select.top_fraction``) drops passages by their best candidate's fit before the switch, so the
+mix it reaches is the kept set's (ranked after it, the switched picks were the first dropped).
 
 The target is ``seed`` (the backward model's openers.json) or the user's own mix of first words,
 ``"List=3,Give=2,What=5"`` or the same as a mapping (weights, normalised; case does not matter).
