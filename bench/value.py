@@ -55,6 +55,7 @@ EXTRA = (
     "S+default-seed",
     "S+default-ifd",
     "S+default-pmirate",
+    "S+default-margin",
 )
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
@@ -76,6 +77,8 @@ EXTRA = (
 # S+default-pmirate: S+default's winners (no floor in curation), the floor by pmi x instruction tokens / output
 # tokens: the backward model's pointwise mutual information per response token (by Bayes the same quantity as
 # the forward model's instruction use), --floor-keep of them kept, best first
+# S+default-margin: S+default's candidates, the switch toward the seed's mix within --fit-margin of a passage's
+# best fit (the preset: 0.5)
 # any variant + "-tag" (e.g. S+mix-cur-tag, S+real-tag): the same data with Humpback's system-prompt tags,
 # S's rows tagged seed and the rest augmented; scored on H with the seed tag. With S-tag and S+real-tag
 # run too, a tagged variant's value recovered and instruction use are against those (the prompts differ)
@@ -302,6 +305,7 @@ def main():
         default=3,
         help="S+openers-cur, S+mix-cur: opener-forced candidates beside the free one (synthesize --openers)",
     )
+    ap.add_argument("--fit-margin", type=float, default=1.0, help="S+default-margin: the switch's fit margin")
     ap.add_argument(
         "--floor-keep", type=float, default=0.8, help="S+floor-cur: the share of winners kept, best pmi first"
     )
@@ -382,6 +386,9 @@ def main():
         nofloor = {**method, "select": {**method["select"], "top_fraction": 1.0}}
         syn_all, cur_all, counts_all = default_set(score=nofloor, cur_name="default-nofloor")
         sets["default-pmirate"] = (syn_all, pmi_rate_floor(args, out / "synth-default", cur_all), counts_all)
+    if "S+default-margin" in wanted:  # the same synthesis, a wider switch toward the seed's mix
+        margin = {**method, "fit_margin": args.fit_margin}
+        sets["default-margin"] = default_set(score=margin, cur_name=f"default-margin-{args.fit_margin}")
     if "S+default-rescore" in wanted:  # the same synthesis, the fit scored again by curation
         sets["default-rescore"] = default_set(score={"backward": str(back)}, cur_name="default-rescore")
     if "S+default-sep" in wanted:  # every candidate decoded on its own
@@ -421,6 +428,7 @@ def main():
         ("default-seed", "S+default-seed"),
         ("default-ifd", "S+default-ifd"),
         ("default-pmirate", "S+default-pmirate"),
+        ("default-margin", "S+default-margin"),
     ):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
