@@ -26,6 +26,9 @@ from revgen.curate.staged import EXECUTORS, EngineSettings
 from revgen.errors import UserError
 from revgen.evaluate.mix import Tally
 
+if typing.TYPE_CHECKING:
+    from revgen.curate.scorers import Selection
+
 log = logging.getLogger(__name__)
 
 
@@ -392,15 +395,13 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     flags = (replace(select, top_k=None, top_fraction=None) if sc.best_of_candidates else select).keep(values)
     if sc.best_of_candidates:  # one record per segment, the best by choose_by (default: the selection's score)
         rank = replace(select, threshold=None)
-        if picks:  # chosen by one score, ranked by another: the winners are ranked by the other
-            winners, moved = picks
+        if two_phase:  # chosen by one score, ranked by another: the winners are ranked by the other
+            winners, moved = picks or _winners(records, choose_by, target, margin)
             won = {w for w, keep in zip(winners, rank.keep([values[i] for i in winners])) if keep}
         else:  # the floor drops the passages whose best fits worst, then the choice (a switch toward the mix) in
             # the rest: ranked after a switch, a switched pick's lower fit made its passage the first dropped,
             # and the floor undid the mix (the quick start's questions 0.82 -> 0.85, 0.84 -> 0.89; RESULTS #41)
-            segments = _best_per_segment(records, values, select.score)
-            floor = set(compress(segments, rank.keep(list(segments.values()))))
-            winners, moved = _winners(records, choose_by, target, margin, floor)
+            winners, moved = _winners(records, choose_by, target, margin, floor=rank)
             won = set(winners)
         if target:
             stats["target_mix"] = {"target": sc.target_mix, **moved}
@@ -418,37 +419,24 @@ def score_and_select(records: list[dict], cfg: CurateConfig, counts, on_drop) ->
     return kept, stats
 
 
-def _segment(record: dict):
-    return record.get("meta", {}).get("segment_id", record.get("id"))
-
-
-def _best_per_segment(records: list[dict], values: list, by: str) -> dict:
-    """Each segment's best value of score ``by`` (``values[i]`` for ``records[i]``; None: not scored)."""
-    from revgen.curate import scorers
-
-    pick = max if scorers.HIGHER_IS_BETTER[by.removesuffix("_argmax")] else min
-    best: dict = {}
-    for record, v in zip(records, values):
-        if v is not None:
-            key = _segment(record)
-            best[key] = v if key not in best else pick(best[key], v)
-    return best
-
-
 def _winners(records: list[dict], by: str, target: dict | None, margin: float,
-             only: set | None = None) -> tuple[list[int], dict]:  # fmt: skip
+             floor: Selection | None = None) -> tuple[list[int], dict]:  # fmt: skip
     """Each segment's candidate by score ``by`` (toward ``target``'s first words within ``margin`` of fit,
-    revgen/curate/target_mix.py): their indices, a segment with no scored candidate (or not in ``only``)
-    left out; what moved."""
+    revgen/curate/target_mix.py): their indices, a segment with no scored candidate left out; what moved.
+    ``floor`` (a selection by ``by``) first keeps its share of segments, ranked by their best candidate."""
     from revgen.curate import scorers, target_mix
 
     sign = 1 if scorers.HIGHER_IS_BETTER[by.removesuffix("_argmax")] else -1
     groups: dict = {}
     for i, r in enumerate(records):
-        if only is None or _segment(r) in only:
-            groups.setdefault(_segment(r), []).append(i)
+        groups.setdefault(r.get("meta", {}).get("segment_id", r.get("id")), []).append(i)
     fit = [None if v is None else sign * v for v in (r.get("meta", {}).get("scores", {}).get(by) for r in records)]
-    winners, moved = target_mix.choose(list(groups.values()), fit, [r.get("instruction", "") for r in records],
+    members = list(groups.values())
+    if floor is not None:
+        members = [g for g in members if any(fit[i] is not None for i in g)]
+        best = [sign * max(fit[i] for i in g if fit[i] is not None) for g in members]
+        members = list(compress(members, floor.keep(best)))
+    winners, moved = target_mix.choose(members, fit, [r.get("instruction", "") for r in records],
                                        target or {}, margin)  # fmt: skip
     return [w for w in winners if w is not None], moved
 
