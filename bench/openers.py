@@ -12,7 +12,7 @@ instructions it never saw. Variants, all through `revgen synthesize` + `revgen c
     openers     one free + ``--openers`` opener-forced candidates, the best by pmi
     openers-requests  the same, openers drawn only among those that begin requests (``--opener-kinds requests``)
     openers-mix the openers' candidates, kept toward the seed's first words under a fit floor
-                (``score.target_mix: seed``, ``fit_margin`` 0.5, the default, fixed before it was run)
+                (``score.target_mix: seed``, the default ``fit_margin``: 0.5 when first run, 1.0 since 2026-12-07)
     openers-requests-mix  the request openers' candidates, kept toward the seed's first words
     openers-both          one free + ``--openers`` openers, half requests, half questions (``--opener-kinds both``)
     openers-both-mix      the same candidates, kept toward the seed's first words

@@ -78,7 +78,7 @@ EXTRA = (
 # tokens: the backward model's pointwise mutual information per response token (by Bayes the same quantity as
 # the forward model's instruction use), --floor-keep of them kept, best first
 # S+default-margin: S+default's candidates, the switch toward the seed's mix within --fit-margin of a passage's
-# best fit (the preset: 0.5)
+# best fit (the preset: 1.0, 0.5 before 2026-12-07)
 # any variant + "-tag" (e.g. S+mix-cur-tag, S+real-tag): the same data with Humpback's system-prompt tags,
 # S's rows tagged seed and the rest augmented; scored on H with the seed tag. With S-tag and S+real-tag
 # run too, a tagged variant's value recovered and instruction use are against those (the prompts differ)
@@ -305,7 +305,7 @@ def main():
         default=3,
         help="S+openers-cur, S+mix-cur: opener-forced candidates beside the free one (synthesize --openers)",
     )
-    ap.add_argument("--fit-margin", type=float, default=1.0, help="S+default-margin: the switch's fit margin")
+    ap.add_argument("--fit-margin", type=float, default=0.5, help="S+default-margin: the switch's fit margin")
     ap.add_argument(
         "--floor-keep", type=float, default=0.8, help="S+floor-cur: the share of winners kept, best pmi first"
     )
