@@ -56,6 +56,7 @@ EXTRA = (
     "S+default-ifd",
     "S+default-pmirate",
     "S+default-margin",
+    "S+default-total",
 )
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
@@ -79,6 +80,9 @@ EXTRA = (
 # the forward model's instruction use), --floor-keep of them kept, best first
 # S+default-margin: S+default's candidates, the switch toward the seed's mix within --fit-margin of a passage's
 # best fit (the preset: 1.0, 0.5 before 2026-12-07)
+# S+default-total: S+default's candidates and floor (the same passages kept), each passage's pick by total pmi (pmi x
+# instruction tokens: information, not per-token fit) toward the seed's mix within --total-margin nats; the rule
+# bench/choice_rules.py found most informative on T under the question-share limit (5 nats there)
 # any variant + "-tag" (e.g. S+mix-cur-tag, S+real-tag): the same data with Humpback's system-prompt tags,
 # S's rows tagged seed and the rest augmented; scored on H with the seed tag. With S-tag and S+real-tag
 # run too, a tagged variant's value recovered and instruction use are against those (the prompts differ)
@@ -190,6 +194,20 @@ def pmi_rate_floor(args, synth: Path, rows: list[dict]) -> list[dict]:
     rate = [pmi[(r["u"], r["instruction"].strip())] * n(r["instruction"]) / n(r["output"]) for r in rows]
     keep = set(sorted(range(len(rows)), key=lambda i: -rate[i])[: math.ceil(args.floor_keep * len(rows))])
     return [r for i, r in enumerate(rows) if i in keep]
+
+
+def by_total(args, choose):
+    """``target_mix.choose`` on total pmi (fit x the instruction's tokens) within ``--total-margin`` nats."""
+    from revgen import models
+
+    tok = models.load_tokenizer(models.resolve_model(args.model))
+
+    def total(groups, values, instructions, target, margin, **kw):
+        n = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in instructions]
+        values = [None if v is None else v * k for v, k in zip(values, n)]
+        return choose(groups, values, instructions, target, args.total_margin, **kw)
+
+    return total
 
 
 def rewritten(args, U, out: Path, cur: list[dict], name: str) -> tuple[list[dict], dict]:
@@ -306,6 +324,7 @@ def main():
         help="S+openers-cur, S+mix-cur: opener-forced candidates beside the free one (synthesize --openers)",
     )
     ap.add_argument("--fit-margin", type=float, default=0.5, help="S+default-margin: the switch's fit margin")
+    ap.add_argument("--total-margin", type=float, default=5.0, help="S+default-total: the switch's margin, total nats")
     ap.add_argument(
         "--floor-keep", type=float, default=0.8, help="S+floor-cur: the share of winners kept, best pmi first"
     )
@@ -389,6 +408,11 @@ def main():
     if "S+default-margin" in wanted:  # the same synthesis, a wider switch toward the seed's mix
         margin = {**method, "fit_margin": args.fit_margin}
         sets["default-margin"] = default_set(score=margin, cur_name=f"default-margin-{args.fit_margin}")
+    if "S+default-total" in wanted:  # the same synthesis and floor, each pick by total pmi
+        from revgen.curate import target_mix
+
+        with mock.patch.object(target_mix, "choose", by_total(args, target_mix.choose)):
+            sets["default-total"] = default_set(cur_name=f"default-total-{args.total_margin}")
     if "S+default-rescore" in wanted:  # the same synthesis, the fit scored again by curation
         sets["default-rescore"] = default_set(score={"backward": str(back)}, cur_name="default-rescore")
     if "S+default-sep" in wanted:  # every candidate decoded on its own
@@ -429,6 +453,7 @@ def main():
         ("default-ifd", "S+default-ifd"),
         ("default-pmirate", "S+default-pmirate"),
         ("default-margin", "S+default-margin"),
+        ("default-total", "S+default-total"),
     ):
         if key in sets:
             files[name] = [write_jsonl(out / f"{key}-cur.jsonl", sets[key][1])]
