@@ -261,7 +261,7 @@ def forward_runs(args, name: str, data: list[str], H_path: str, out: Path) -> li
         d = out / "forward" / f"{name.replace('+', '_')}-s{seed}"
         scored = d / "scored.json"
         if not scored.is_file():
-            if name != "base":
+            if name != "base" and not (d / "run.json").is_file():  # trained, not yet scored: score it
                 train(TrainConfig(task="forward", model=args.model, data=data, output_dir=str(d), max_length=args.max_length,
                                   lora=LoraSettings(r=16, alpha=32, target_modules=LINEAR, layers=args.layers),
                                   dtype=args.dtype, seed=seed, trainer=trainer_args(args, args.steps)))  # fmt: skip
