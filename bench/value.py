@@ -180,17 +180,25 @@ def synth_set(
     return syn, cur, stats.get("counts", stats)
 
 
+def token_count(args):
+    """A text's token count under ``--model``'s tokenizer (no special tokens)."""
+    from revgen import models
+
+    tok = models.load_tokenizer(models.resolve_model(args.model))
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+
 def pmi_rate_floor(args, synth: Path, rows: list[dict]) -> list[dict]:
     """``rows`` (one winner per passage), the ``--floor-keep`` share with the highest pmi x instruction tokens /
     output tokens, in their order; pmi as synthesis scored it."""
     import math
 
-    from revgen import models, shards
+    from revgen import shards
 
-    tok = models.load_tokenizer(models.resolve_model(args.model))
+    tokens = token_count(args)
     pmi = {(int(r["meta"]["doc_id"][1:]), r["instruction"].strip()): r["meta"].get("scores", {}).get("pmi")
            for r in shards.iter_records(synth)}  # fmt: skip
-    n = lambda text: max(len(tok(text, add_special_tokens=False)["input_ids"]), 1)  # noqa: E731
+    n = lambda text: max(tokens(text), 1)  # noqa: E731
     rate = [pmi[(r["u"], r["instruction"].strip())] * n(r["instruction"]) / n(r["output"]) for r in rows]
     keep = set(sorted(range(len(rows)), key=lambda i: -rate[i])[: math.ceil(args.floor_keep * len(rows))])
     return [r for i, r in enumerate(rows) if i in keep]
@@ -198,12 +206,10 @@ def pmi_rate_floor(args, synth: Path, rows: list[dict]) -> list[dict]:
 
 def by_total(args, choose):
     """``target_mix.choose`` on total pmi (fit x the instruction's tokens) within ``--total-margin`` nats."""
-    from revgen import models
-
-    tok = models.load_tokenizer(models.resolve_model(args.model))
+    tokens = token_count(args)
 
     def total(groups, values, instructions, target, margin, **kw):
-        n = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in instructions]
+        n = [tokens(t) for t in instructions]
         values = [None if v is None else v * k for v, k in zip(values, n)]
         return choose(groups, values, instructions, target, args.total_margin, **kw)
 
