@@ -17,6 +17,7 @@ curates them. Forward models are then trained with the same steps and settings, 
     S+syn-cur   S + U with synthetic instructions, curated
     S+real      S + U with the real instructions (the ceiling)
     S+real-kept the ceiling restricted to the U rows curation kept (selection vs instruction quality)
+    S+default-real  the same for the rows the default path keeps (in EXTRA)
 
 Reports held-out NLL (row mean and token-weighted), instruction use, ROUGE-L of greedy responses,
 paired differences against S with intervals over rows and seeds, value recovered, and the mix of
@@ -57,6 +58,7 @@ EXTRA = (
     "S+default-pmirate",
     "S+default-margin",
     "S+default-total",
+    "S+default-real",
 )
 # S+best-cur: the best of 4 free candidates by pmi; S+openers-cur: 1 free + 3 opener-forced, the best by pmi;
 # S+mix-cur: the openers' candidates kept toward the seed's first words under a fit floor (score.target_mix: seed)
@@ -391,7 +393,7 @@ def main():
     def default_set(name="default", adapter=back, **kw):  # synthesize's default openers (resumed when done)
         return synth_set(args, U, out, name, adapter, openers=None, opener_kinds=SynthConfig.opener_kinds, **kw)
 
-    if "S+default" in wanted:  # no method options: synthesize's default openers, curate's preset auto
+    if wanted & {"S+default", "S+default-real"}:  # no method options: synthesize's openers, curate's auto
         sets["default"] = default_set()
     if "S+default-words" in wanted:  # the same synthesis, curated with word-only switches
         from functools import partial
@@ -440,6 +442,9 @@ def main():
              "S+syn": [write_jsonl(out / "syn.jsonl", syn)], "S+syn-cur": [write_jsonl(out / "syn-cur.jsonl", cur)],
              "S+real": [write_jsonl(out / "real.jsonl", map(alpaca, U))],
              "S+real-kept": [write_jsonl(out / "real-kept.jsonl", (alpaca(U[i]) for i in sorted(kept_u)))]}  # fmt: skip
+    if "S+default-real" in wanted:  # the real instructions of the passages the default keeps
+        real_kept = (alpaca(U[r["u"]]) for r in sets["default"][1])
+        files["S+default-real"] = [write_jsonl(out / "default-real.jsonl", real_kept)]
     if "floor" in sets:
         files["S+floor-real"] = [write_jsonl(out / "floor-real.jsonl", (alpaca(U[r["u"]]) for r in sets["floor"][1]))]
     for key, name in (
