@@ -74,7 +74,8 @@ EXTRA = (
 # S+default-rescore: S+default's candidates, their fit re-scored by curation (score.backward) instead of read
 # from synthesis
 # S+default-seed: S+default with a backward model trained on a larger seed, S plus the data's rows with a
-# context (none of them in U or H; context ignored, as `revgen train` does by default); forward S unchanged
+# context (none of them in U or H; context ignored, as `revgen train` does by default), for --seed-steps; forward
+# S unchanged
 # S+default-ifd: S+default's candidates, the pmi choice toward the seed's mix kept, the fit floor by IFD under the
 # base model instead of pmi (the --floor-keep of winners whose instruction lowers their response's loss most)
 # S+default-pmirate: S+default's winners (no floor in curation), the floor by pmi x instruction tokens / output
@@ -113,8 +114,9 @@ def alpaca(r: dict) -> dict:
     return {"instruction": r["instruction"], "input": "", "output": r["response"], "category": r["category"]}
 
 
-def backward(args, S, out: Path, name: str, typed: bool = False) -> Path:
-    """The backward model trained on the pairs S (typed: it names the task type first, revgen/tasktypes.py)."""
+def backward(args, S, out: Path, name: str, typed: bool = False, steps: int | None = None) -> Path:
+    """The backward model trained on the pairs S for ``steps`` (--backward-steps by default; typed: it names the
+    task type first, revgen/tasktypes.py)."""
     from revgen.train.trainer import LoraSettings, TrainConfig, train
 
     back = out / name
@@ -122,7 +124,7 @@ def backward(args, S, out: Path, name: str, typed: bool = False) -> Path:
         train(TrainConfig(model=args.model, data=write_jsonl(out / f"{name}.dolly.jsonl", S), output_dir=str(back),
                           max_length=args.max_length, lora=LoraSettings(r=16, alpha=32, target_modules="all-linear"),
                           dtype=args.dtype, seed=0, task_types=typed, overwrite=True,
-                          trainer={**trainer_args(args, args.backward_steps)}))  # fmt: skip
+                          trainer={**trainer_args(args, steps or args.backward_steps)}))  # fmt: skip
     return back
 
 
@@ -297,6 +299,7 @@ def main():
     ap.add_argument("--steps", type=int, default=16, help="forward training steps (every variant)")
     ap.add_argument("--layers", type=int, default=10, help="forward LoRA on the last N decoder layers (0: all)")
     ap.add_argument("--backward-steps", type=int, default=30)
+    ap.add_argument("--seed-steps", type=int, help="S+default-seed: its backward model's steps (--backward-steps)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seeds", type=int, default=3)
@@ -430,7 +433,11 @@ def main():
             sets["default-sep"] = default_set("default-sep")
     if "S+default-seed" in wanted:  # a backward model on S + the rows with a context, none in U or H
         seed = S + [r for r in pairs if r["context"].strip()]
-        sets["default-seed"] = default_set("default-seed", backward(args, seed, out, "backward-seed"))
+        steps = args.seed_steps or args.backward_steps
+        name = "backward-seed" + ("" if steps == args.backward_steps else f"-{steps}")
+        sets["default-seed"] = default_set(
+            name.replace("backward", "default"), backward(args, seed, out, name, steps=steps)
+        )
         extra["backward_seed_pairs"] = len(seed)
     if args.best_of > 1:
         extra["eval_backward"] = eval_backward(args, out, back, H, "plain")
@@ -442,11 +449,10 @@ def main():
              "S+syn": [write_jsonl(out / "syn.jsonl", syn)], "S+syn-cur": [write_jsonl(out / "syn-cur.jsonl", cur)],
              "S+real": [write_jsonl(out / "real.jsonl", map(alpaca, U))],
              "S+real-kept": [write_jsonl(out / "real-kept.jsonl", (alpaca(U[i]) for i in sorted(kept_u)))]}  # fmt: skip
-    if "S+default-real" in wanted:  # the real instructions of the passages the default keeps
-        real_kept = (alpaca(U[r["u"]]) for r in sets["default"][1])
-        files["S+default-real"] = [write_jsonl(out / "default-real.jsonl", real_kept)]
-    if "floor" in sets:
-        files["S+floor-real"] = [write_jsonl(out / "floor-real.jsonl", (alpaca(U[r["u"]]) for r in sets["floor"][1]))]
+    for key in ("default", "floor"):  # S+<key>-real: the real instructions of the passages a set keeps
+        if f"S+{key}-real" in wanted:
+            real_kept = (alpaca(U[r["u"]]) for r in sets[key][1])
+            files[f"S+{key}-real"] = [write_jsonl(out / f"{key}-real.jsonl", real_kept)]
     for key, name in (
         ("cycle", "S+syn-cycle"),
         ("typed", "S+typed-cur"),
