@@ -26,8 +26,10 @@ synthetic vs real instructions. Everything lands in OUT/value.json; finished mod
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -259,6 +261,19 @@ def trainer_args(args, steps: int) -> dict:
             "save_strategy": "no"}  # fmt: skip
 
 
+def forward_key(args, data: list, H_path: str, seed: int) -> str:
+    """What a forward run is made from: its training files' bytes and tags, H, and the training and scoring
+    settings. A cached run with another key is stale (a resume keeps a run; a changed variant redoes it)."""
+    h = hashlib.sha256()
+    for item in [*data, H_path]:
+        source, tag = (item["source"], item["tag"]) if isinstance(item, dict) else (item, None)
+        h.update(hashlib.sha256(Path(source).read_bytes()).digest() + repr(tag).encode())
+    keys = ("model", "steps", "batch", "lr", "layers", "max_length", "dtype", "eval_dtype", "generate_rows",
+            "max_new_tokens")  # fmt: skip
+    h.update(repr([seed] + [getattr(args, k) for k in keys]).encode())
+    return h.hexdigest()[:16]
+
+
 def forward_runs(args, name: str, data: list[str], H_path: str, out: Path) -> list[list[dict]]:
     """Train ``--seeds`` forward models on ``data`` and score each on H (cached per seed)."""
     from revgen.evaluate.forward import ForwardEvalConfig, score_rows
@@ -269,15 +284,19 @@ def forward_runs(args, name: str, data: list[str], H_path: str, out: Path) -> li
     runs = []
     for seed in range(args.seeds):
         d = out / "forward" / f"{name.replace('+', '_')}-s{seed}"
-        scored = d / "scored.json"
+        scored, stamp = d / "scored.json", d / "data.key"
+        key = forward_key(args, data, H_path, seed)
+        if d.exists() and (stamp.read_text() if stamp.is_file() else None) != key:
+            shutil.rmtree(d)  # made from other data or settings (another --seed-steps, --floor-keep, ...): again
         if not scored.is_file():
             if name != "base" and not (d / "run.json").is_file():  # trained, not yet scored: score it
                 train(TrainConfig(task="forward", model=args.model, data=data, output_dir=str(d), max_length=args.max_length,
                                   lora=LoraSettings(r=16, alpha=32, target_modules=LINEAR, layers=args.layers),
                                   dtype=args.dtype, seed=seed, trainer=trainer_args(args, args.steps)))  # fmt: skip
+            d.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(key)
             cfg = ForwardEvalConfig(generate_rows=args.generate_rows, max_new_tokens=args.max_new_tokens,
                                     batch_size=args.eval_batch, dtype=args.eval_dtype, max_length=args.max_length)  # fmt: skip
-            d.mkdir(parents=True, exist_ok=True)
             scored.write_text(json.dumps(score_rows(str(d) if name != "base" else args.model, H, cfg)))
         runs.append(json.loads(scored.read_text()))
         if name == "base":
