@@ -264,14 +264,13 @@ def trainer_args(args, steps: int) -> dict:
 def forward_key(args, data: list, H_path: str, seed: int) -> str:
     """What a forward run is made from: its training files' bytes and tags, H, and the training and scoring
     settings. A cached run with another key is stale (a resume keeps a run; a changed variant redoes it)."""
-    h = hashlib.sha256()
-    for item in [*data, H_path]:
-        source, tag = (item["source"], item["tag"]) if isinstance(item, dict) else (item, None)
-        h.update(hashlib.sha256(Path(source).read_bytes()).digest() + repr(tag).encode())
+    from revgen.config import config_hash
+
+    items = [i if isinstance(i, dict) else {"source": i} for i in [*data, H_path]]
+    files = [{**i, "source": hashlib.sha256(Path(i["source"]).read_bytes()).hexdigest()} for i in items]
     keys = ("model", "steps", "batch", "lr", "layers", "max_length", "dtype", "eval_dtype", "generate_rows",
             "max_new_tokens")  # fmt: skip
-    h.update(repr([seed] + [getattr(args, k) for k in keys]).encode())
-    return h.hexdigest()[:16]
+    return config_hash({"files": files, "seed": seed, **{k: getattr(args, k) for k in keys}})
 
 
 def forward_runs(args, name: str, data: list[str], H_path: str, out: Path) -> list[list[dict]]:
@@ -453,9 +452,9 @@ def main():
     if "S+default-seed" in wanted:  # a backward model on S + the rows with a context, none in U or H
         seed = S + [r for r in pairs if r["context"].strip()]
         steps = args.seed_steps or args.backward_steps
-        name = "backward-seed" + ("" if steps == args.backward_steps else f"-{steps}")
+        steps_tag = "" if steps == args.backward_steps else f"-{steps}"  # at --backward-steps: the names as before
         sets["default-seed"] = default_set(
-            name.replace("backward", "default"), backward(args, seed, out, name, steps=steps)
+            f"default-seed{steps_tag}", backward(args, seed, out, f"backward-seed{steps_tag}", steps=steps)
         )
         extra["backward_seed_pairs"] = len(seed)
     if args.best_of > 1:
